@@ -1,0 +1,40 @@
+// Argument checks shared by every backend. Each error names the first offending argument or
+// element, e.g. "topk_ids[3][1] = 70 is outside [0, 64)".
+//
+// Two kinds of check: structural (shapes, null pointers, strides, alignment: no data is read,
+// so it works on device pointers too) and value checks (ids, weights: read the host arrays; the
+// CUDA backend runs the same checks on the device and reports through RoutingHeader).
+#pragma once
+
+#include <cstdint>
+
+#include "core/plan_layout.h"
+#include "ramp/status.h"
+#include "ramp/types.h"
+
+namespace ramp {
+
+// The tiling contract of the kernels: every reduction dimension is a whole number of 64-element
+// (128-byte) k-tiles, and every row starts 16-byte aligned.
+inline constexpr int32_t kDimensionMultiple = 64;
+
+// E >= 1, 1 <= k <= E, H and I positive multiples of 64.
+Status validate_shape(const MoeShape& shape);
+
+// T >= 0; pointers non-null when T > 0 (weights always); strides >= H; 16-byte alignment.
+Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args);
+
+// E >= 1, 1 <= k <= E, N > 0 and K a positive multiple of 64; pointers and alignment.
+Status validate_grouped_gemm_args(const GroupedGemmArgs& args);
+
+// Host values: every id in [0, E) and (when weights is non-null) every weight finite.
+Status validate_routing_values(const int32_t* topk_ids, const float* topk_weights,
+                               int32_t num_tokens, int32_t top_k, int32_t num_experts);
+
+// Turns the device's routing report into the same Status the host check gives. topk_ids and
+// topk_weights here are host copies, used only to quote the offending value in the message;
+// either may be null.
+Status routing_header_status(const RoutingHeader& header, int32_t top_k, int32_t num_experts,
+                             const int32_t* topk_ids_host, const float* topk_weights_host);
+
+}  // namespace ramp

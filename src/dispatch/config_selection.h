@@ -1,0 +1,28 @@
+// Host-side helpers that turn a routing into plan requests with the builtin config set.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/plan.h"
+#include "ramp/types.h"
+
+namespace ramp::dispatch {
+
+// SM count assumed when planning without a device (H100 SXM: 132).
+inline constexpr int32_t kDefaultSmCount = 132;
+
+// expert_config for one GEMM with `out_features` N: choose_builtin_config per expert, where the
+// "fills the machine" test counts 128x256 tiles over all non-empty experts with > 64 rows.
+std::vector<int32_t> assign_builtin_configs(std::span<const int32_t> expert_counts,
+                                            int32_t out_features, int32_t num_sms);
+
+// The two GEMMs of a layer (GEMM1: N = 2I, K = H; GEMM2: N = H, K = I) with the builtin set.
+// forced_config >= 0 gives every expert that config (tests force each config in turn).
+Status build_layer_plan(const MoeShape& shape, const int32_t* topk_ids, int32_t num_tokens,
+                        ExpertOrder order, int32_t num_sms, int32_t forced_config, Plan* plan);
+Status build_grouped_gemm_plan(const GroupedGemmArgs& args, ExpertOrder order, int32_t num_sms,
+                               int32_t forced_config, Plan* plan);
+
+}  // namespace ramp::dispatch
