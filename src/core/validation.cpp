@@ -132,7 +132,7 @@ Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args) {
   return Status::ok();
 }
 
-Status validate_grouped_gemm_args(const GroupedGemmArgs& args) {
+Status validate_grouped_gemm_shape(const GroupedGemmArgs& args) {
   RAMP_TRY(check_experts_and_top_k(args.num_experts, args.top_k));
   RAMP_TRY(check_num_tokens(args.num_tokens, args.top_k));
   RAMP_TRY(check_multiple_of_64("in_features (K)", args.in_features));
@@ -141,6 +141,11 @@ Status validate_grouped_gemm_args(const GroupedGemmArgs& args) {
             "out_features (N) = " + std::to_string(args.out_features) +
                 " must be a positive multiple of 8 (output rows are stored in 16-byte vectors)"};
   }
+  return Status::ok();
+}
+
+Status validate_grouped_gemm_args(const GroupedGemmArgs& args) {
+  RAMP_TRY(validate_grouped_gemm_shape(args));
   RAMP_TRY(check_pointer("w", args.w, true));
   if (args.num_tokens == 0) return Status::ok();
   RAMP_TRY(check_pointer("x", args.x, true));

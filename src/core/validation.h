@@ -24,7 +24,10 @@ Status validate_shape(const MoeShape& shape);
 // T >= 0; pointers non-null when T > 0 (weights always); strides >= H; 16-byte alignment.
 Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args);
 
-// E >= 1, 1 <= k <= E, N > 0 and K a positive multiple of 64; pointers and alignment.
+// E >= 1, 1 <= k <= E, T >= 0, N a positive multiple of 8, K a positive multiple of 64.
+// Reads no pointer: what a planner needs.
+Status validate_grouped_gemm_shape(const GroupedGemmArgs& args);
+// validate_grouped_gemm_shape plus pointers and alignment.
 Status validate_grouped_gemm_args(const GroupedGemmArgs& args);
 
 // Host values: every id in [0, E) and (when weights is non-null) every weight finite.

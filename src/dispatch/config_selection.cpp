@@ -72,7 +72,7 @@ Status build_layer_plan(const MoeShape& shape, const int32_t* topk_ids, int32_t 
 
 Status build_grouped_gemm_plan(const GroupedGemmArgs& args, ExpertOrder order, int32_t num_sms,
                                int32_t forced_config, Plan* plan) {
-  RAMP_TRY(validate_grouped_gemm_args(args));
+  RAMP_TRY(validate_grouped_gemm_shape(args));
   RAMP_TRY(validate_routing_values(args.topk_ids, nullptr, args.num_tokens, args.top_k,
                                    args.num_experts));
   const std::vector<int32_t> counts =

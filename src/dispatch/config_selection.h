@@ -22,6 +22,7 @@ std::vector<int32_t> assign_builtin_configs(std::span<const int32_t> expert_coun
 // forced_config >= 0 gives every expert that config (tests force each config in turn).
 Status build_layer_plan(const MoeShape& shape, const int32_t* topk_ids, int32_t num_tokens,
                         ExpertOrder order, int32_t num_sms, int32_t forced_config, Plan* plan);
+// Reads args' sizes and topk_ids only (no data pointer is needed to plan).
 Status build_grouped_gemm_plan(const GroupedGemmArgs& args, ExpertOrder order, int32_t num_sms,
                                int32_t forced_config, Plan* plan);
 
