@@ -73,14 +73,10 @@ std::vector<int32_t> order_experts(std::span<const int32_t> tiles_per_expert, Ex
   });
   if (order == ExpertOrder::kLongestFirst) return busy_first;
 
-  // Half-interval: busy half [0, ceil(n/2)) and idle half interleaved, busy first.
-  const size_t n = busy_first.size();
-  const size_t busy_half = (n + 1) / 2;
-  std::vector<int32_t> interleaved;
-  interleaved.reserve(n);
-  for (size_t i = 0; i < busy_half; ++i) {
-    interleaved.push_back(busy_first[i]);
-    if (busy_half + i < n) interleaved.push_back(busy_first[busy_half + i]);
+  std::vector<int32_t> interleaved(busy_first.size());
+  const int32_t num_tasks = static_cast<int32_t>(busy_first.size());
+  for (int32_t rank = 0; rank < num_tasks; ++rank) {
+    interleaved[half_interval_position(rank, num_tasks)] = busy_first[rank];
   }
   return interleaved;
 }

@@ -10,20 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "core/expert_order.h"
 #include "core/plan_layout.h"
 #include "core/tile_config.h"
 #include "ramp/status.h"
 
 namespace ramp {
 
-// The order of non-empty tasks in TilePrefix, i.e. which tiles share a wave.
-//   identity:      ascending expert id
-//   half-interval: experts sorted by tiles (most first), busy half and idle half interleaved:
-//                  busy[0], idle[0], busy[1], idle[1], ... so each wave mixes compute-bound and
-//                  memory-bound tiles (the static batching paper's ordering, as we read it)
-//   longest-first: most tiles first (classic LPT scheduling: the tail wave holds short tiles)
-// Ties keep ascending expert id, so every ordering is deterministic.
-enum class ExpertOrder : int8_t { kIdentity = 0, kHalfInterval = 1, kLongestFirst = 2 };
 const char* expert_order_name(ExpertOrder order);
 bool parse_expert_order(const std::string& name, ExpertOrder* order);
 

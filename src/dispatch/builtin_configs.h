@@ -25,6 +25,18 @@ inline constexpr TileConfig kBuiltinConfigs[] = {
 inline constexpr int32_t kNumBuiltinConfigs =
     static_cast<int32_t>(sizeof(kBuiltinConfigs) / sizeof(kBuiltinConfigs[0]));
 
+// Experts with more rows than the largest swapped token tile use the normal orientation.
+inline constexpr int32_t kSwappedMaxRows = 64;
+
+// What one expert adds to choose_builtin_config's "fills the machine" count: its 128x256 tiles
+// when it will use the normal orientation. `big` is kBuiltinConfigs[0], passed in because
+// device code reads its own (__constant__) copy of the table.
+// Example: 500 rows, N = 2048 -> 4 token blocks x 8 feature blocks = 32; 40 rows -> 0.
+RAMP_HOST_DEVICE inline int32_t big_tiles_of_expert(const TileConfig& big, int32_t rows,
+                                                    int32_t out_features) {
+  return rows > kSwappedMaxRows ? big.tiles(rows, out_features) : 0;
+}
+
 // The rule used until a fitted cost model exists (RaMP's region analysis replaces it): few
 // tokens -> swapped orientation with the smallest token tile that holds them (no padding of a
 // 128-row tile with 3 real tokens); more -> 128x256 tiles when they still fill the machine,
@@ -37,7 +49,7 @@ RAMP_HOST_DEVICE inline int32_t choose_builtin_config(int32_t rows, int32_t tota
   if (rows <= 8) return 5;
   if (rows <= 16) return 4;
   if (rows <= 32) return 3;
-  if (rows <= 64) return 2;
+  if (rows <= kSwappedMaxRows) return 2;
   return total_big_tiles >= num_sms ? 0 : 1;
 }
 

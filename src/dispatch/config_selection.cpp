@@ -9,9 +9,6 @@ namespace ramp::dispatch {
 
 namespace {
 
-// Rows handled by the normal orientation (the swapped configs take up to 64).
-constexpr int32_t kSwappedMaxRows = 64;
-
 std::vector<TileConfig> builtin_config_vector() {
   return {std::begin(kBuiltinConfigs), std::end(kBuiltinConfigs)};
 }
@@ -43,7 +40,7 @@ std::vector<int32_t> assign_builtin_configs(std::span<const int32_t> expert_coun
                                             int32_t out_features, int32_t num_sms) {
   int32_t total_big_tiles = 0;
   for (int32_t rows : expert_counts) {
-    if (rows > kSwappedMaxRows) total_big_tiles += kBuiltinConfigs[0].tiles(rows, out_features);
+    total_big_tiles += big_tiles_of_expert(kBuiltinConfigs[0], rows, out_features);
   }
   std::vector<int32_t> configs(expert_counts.size());
   for (size_t e = 0; e < expert_counts.size(); ++e) {

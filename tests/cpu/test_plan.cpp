@@ -75,6 +75,13 @@ TEST(OrderExperts, IdentityLongestFirstAndHalfInterval) {
   EXPECT_TRUE(order_experts(std::vector<int32_t>{0, 0}, ExpertOrder::kHalfInterval).empty());
 }
 
+TEST(HalfIntervalPosition, WorkedExampleFromTheHeader) {
+  const int32_t expected[5] = {0, 2, 4, 1, 3};
+  for (int32_t rank = 0; rank < 5; ++rank) EXPECT_EQ(half_interval_position(rank, 5), expected[rank]);
+  EXPECT_EQ(half_interval_position(0, 1), 0);
+  EXPECT_EQ(half_interval_position(1, 2), 1);
+}
+
 TEST(Plan, TaskMapFollowsTheOrderAndPrefixesTiles) {
   // expert 0: 300 rows, expert 1: 0, expert 2: 5, expert 3: 129 (top_k = 1)
   std::vector<int32_t> ids;

@@ -1,0 +1,297 @@
+#include "cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/validation.h"
+#include "cuda/combine.cuh"
+#include "cuda/cuda_check.h"
+#include "cuda/routing_prep.cuh"
+#include "cuda/static_batching.h"
+#include "dispatch/builtin_configs.h"
+
+namespace ramp::cuda {
+
+namespace {
+
+constexpr size_t kWorkspaceAlignment = 256;
+constexpr size_t align_workspace(size_t bytes) {
+  return (bytes + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment;
+}
+
+struct WorkspaceLayout {
+  PlanLayout plan;
+  size_t scratch = 0;
+  size_t intermediate = 0;  // layer only
+  size_t slot_out = 0;      // layer only
+  size_t bytes = 0;
+};
+
+WorkspaceLayout workspace_layout(int32_t num_experts, int32_t num_slots, int32_t num_gemms,
+                                 size_t intermediate_bytes, size_t slot_out_bytes) {
+  WorkspaceLayout layout;
+  layout.plan = plan_layout(num_experts, num_slots, num_gemms);
+  size_t at = align_workspace(layout.plan.bytes);
+  layout.scratch = at;
+  at = align_workspace(at + routing_prep_scratch_bytes(num_experts, num_slots));
+  layout.intermediate = at;
+  at = align_workspace(at + intermediate_bytes);
+  layout.slot_out = at;
+  layout.bytes = align_workspace(at + slot_out_bytes);
+  return layout;
+}
+
+WorkspaceLayout grouped_gemm_layout(int32_t num_experts, int32_t num_slots) {
+  return workspace_layout(num_experts, num_slots, 1, 0, 0);
+}
+
+WorkspaceLayout layer_layout(const MoeShape& shape, int32_t num_slots) {
+  return workspace_layout(shape.num_experts, num_slots, 2,
+                          sizeof(bf16) * static_cast<size_t>(num_slots) * shape.intermediate,
+                          sizeof(float) * static_cast<size_t>(num_slots) * shape.hidden);
+}
+
+Status check_workspace(const void* workspace, size_t workspace_bytes, size_t needed) {
+  if (workspace == nullptr) return {ErrorCode::kInvalidArgument, "workspace is null"};
+  if (reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment != 0) {
+    return {ErrorCode::kMisaligned, "workspace is not 256-byte aligned"};
+  }
+  if (workspace_bytes < needed) {
+    return {ErrorCode::kInvalidArgument, "workspace_bytes = " + std::to_string(workspace_bytes) +
+                                             " is smaller than the " + std::to_string(needed) +
+                                             " bytes this call needs"};
+  }
+  return Status::ok();
+}
+
+// The plan CTA holds every expert; reject more before any workspace arithmetic is trusted.
+Status check_expert_count(int32_t num_experts) {
+  if (num_experts > kMaxPrepExperts) {
+    return {ErrorCode::kUnsupportedShape, "num_experts (E) = " + std::to_string(num_experts) +
+                                              " exceeds the " + std::to_string(kMaxPrepExperts) +
+                                              " experts the CUDA backend plans on the device"};
+  }
+  return Status::ok();
+}
+
+Status resolve_sm_count(const CudaOptions& options, int32_t* num_sms) {
+  *num_sms = options.num_sms > 0 ? options.num_sms : device_sm_count();
+  if (*num_sms < 1) return {ErrorCode::kNoDevice, "no CUDA device to run on"};
+  return Status::ok();
+}
+
+// The grid of a graph-safe launch is fixed before the routing is known, so it needs the most
+// tiles any routing of S slots can give. Under config c an expert with m rows has
+// fb_c * ceil(m / tt_c) <= fb_c * (m + tt_c - 1) / tt_c tiles (fb: feature blocks times split-K,
+// tt: token tile); summing the worst config per expert over at most min(E, S) non-empty experts
+// bounds the total whichever configs the prep picks.
+int32_t max_total_tiles(int32_t num_slots, int32_t num_experts, int32_t out_features) {
+  double tiles_per_row = 0.0;
+  double tiles_per_expert = 0.0;
+  for (const TileConfig& config : dispatch::kBuiltinConfigs) {
+    const double feature_blocks =
+        static_cast<double>(config.feature_blocks(out_features)) * config.split_k;
+    tiles_per_row = std::max(tiles_per_row, feature_blocks / config.token_tile);
+    tiles_per_expert = std::max(tiles_per_expert,
+                                feature_blocks * (config.token_tile - 1) / config.token_tile);
+  }
+  const double non_empty = std::min(num_experts, num_slots);
+  const double bound = std::ceil(tiles_per_row * num_slots + tiles_per_expert * non_empty) + 1.0;
+  return static_cast<int32_t>(
+      std::min(bound, static_cast<double>(std::numeric_limits<int32_t>::max())));
+}
+
+RoutingPrepArgs prep_args(void* workspace, const WorkspaceLayout& layout, const int32_t* topk_ids,
+                          const float* topk_weights, int32_t num_tokens, int32_t top_k,
+                          int32_t num_experts, int32_t num_sms, const CudaOptions& options) {
+  char* base = static_cast<char*>(workspace);
+  RoutingPrepArgs prep;
+  prep.topk_ids = topk_ids;
+  prep.topk_weights = topk_weights;
+  prep.num_tokens = num_tokens;
+  prep.top_k = top_k;
+  prep.num_experts = num_experts;
+  prep.routing = routing_view_at(base + layout.plan.routing, num_experts, top_k, num_tokens * top_k);
+  prep.num_gemms = static_cast<int32_t>(layout.plan.task_maps.size());
+  for (int32_t g = 0; g < prep.num_gemms; ++g) {
+    prep.task_maps[g] = task_map_view_at(base + layout.plan.task_maps[g], num_experts);
+  }
+  prep.order = options.order;
+  prep.forced_config = options.forced_config;
+  prep.num_sms = num_sms;
+  prep.scratch = base + layout.scratch;
+  return prep;
+}
+
+// Copies topk_ids[slot] or topk_weights[slot] to a host array that holds it at index `slot`,
+// the form routing_header_status quotes from.
+template <class T>
+Status copy_offending_value(const T* device_array, int32_t slot, int32_t num_slots,
+                            cudaStream_t stream, std::vector<T>* host) {
+  if (device_array == nullptr) return Status::ok();
+  if (slot < 0 || slot >= num_slots) {
+    return {ErrorCode::kInternal, "routing header names slot " + std::to_string(slot) +
+                                      " outside [0, " + std::to_string(num_slots) + ")"};
+  }
+  host->assign(static_cast<size_t>(slot) + 1, T{});
+  RAMP_CUDA_TRY(cudaMemcpyAsync(host->data() + slot, device_array + slot, sizeof(T),
+                                cudaMemcpyDeviceToHost, stream));
+  RAMP_CUDA_TRY(cudaStreamSynchronize(stream));
+  return Status::ok();
+}
+
+}  // namespace
+
+bool device_available() {
+  int count = 0;
+  const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  (void)cudaGetLastError();  // a failed query must not look like a later launch's error
+  return ok;
+}
+
+int32_t device_sm_count() {
+  int device = 0;
+  int sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return sms;
+}
+
+size_t grouped_gemm_workspace_bytes(int32_t num_experts, int32_t num_tokens, int32_t top_k) {
+  return grouped_gemm_layout(num_experts, num_tokens * top_k).bytes;
+}
+
+size_t moe_layer_workspace_bytes(const MoeShape& shape, int32_t num_tokens) {
+  return layer_layout(shape, num_tokens * shape.top_k).bytes;
+}
+
+Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream, const CudaOptions& options) {
+  RAMP_TRY(validate_grouped_gemm_args(args));
+  RAMP_TRY(check_expert_count(args.num_experts));
+  if (args.num_tokens == 0) return Status::ok();
+  const int32_t num_slots = args.num_tokens * args.top_k;
+  const WorkspaceLayout layout = grouped_gemm_layout(args.num_experts, num_slots);
+  RAMP_TRY(check_workspace(workspace, workspace_bytes, layout.bytes));
+  int32_t num_sms = 0;
+  RAMP_TRY(resolve_sm_count(options, &num_sms));
+
+  RoutingPrepArgs prep = prep_args(workspace, layout, args.topk_ids, nullptr, args.num_tokens,
+                                   args.top_k, args.num_experts, num_sms, options);
+  prep.out_features[0] = args.out_features;
+  RAMP_TRY(launch_routing_prep(prep, stream));
+
+  StaticBatchedGemm gemm{};
+  gemm.epilogue = GemmEpilogue::kStoreBySlot;
+  gemm.routing = prep.routing;
+  gemm.task_map = prep.task_maps[0];
+  gemm.a = args.x;
+  gemm.a_row_stride = args.in_features;
+  gemm.w = args.w;
+  gemm.out_features = args.out_features;
+  gemm.in_features = args.in_features;
+  gemm.out = args.y;
+  gemm.out_row_stride = args.out_features;
+  gemm.topk_weights = nullptr;
+  gemm.max_total_tiles = max_total_tiles(num_slots, args.num_experts, args.out_features);
+  return launch_static_batched_gemm(gemm, stream);
+}
+
+Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspace,
+                 size_t workspace_bytes, cudaStream_t stream, const CudaOptions& options) {
+  RAMP_TRY(validate_layer_args(shape, args));
+  RAMP_TRY(check_expert_count(shape.num_experts));
+  if (args.num_tokens == 0) return Status::ok();
+  const int32_t num_slots = args.num_tokens * shape.top_k;
+  const WorkspaceLayout layout = layer_layout(shape, num_slots);
+  RAMP_TRY(check_workspace(workspace, workspace_bytes, layout.bytes));
+  int32_t num_sms = 0;
+  RAMP_TRY(resolve_sm_count(options, &num_sms));
+
+  char* base = static_cast<char*>(workspace);
+  void* intermediate = base + layout.intermediate;  // [S, I] bf16 at the sorted row
+  float* slot_out = reinterpret_cast<float*>(base + layout.slot_out);  // [S, H] fp32 by slot
+
+  RoutingPrepArgs prep =
+      prep_args(workspace, layout, args.topk_ids, args.topk_weights, args.num_tokens,
+                shape.top_k, shape.num_experts, num_sms, options);
+  prep.out_features[0] = 2 * shape.intermediate;
+  prep.out_features[1] = shape.hidden;
+  RAMP_TRY(launch_routing_prep(prep, stream));
+
+  StaticBatchedGemm gate_up{};
+  gate_up.epilogue = GemmEpilogue::kSiluGateUp;
+  gate_up.routing = prep.routing;
+  gate_up.task_map = prep.task_maps[0];
+  gate_up.a = args.hidden;
+  gate_up.a_row_stride = args.hidden_row_stride ? args.hidden_row_stride : shape.hidden;
+  gate_up.w = args.w13;
+  gate_up.out_features = 2 * shape.intermediate;
+  gate_up.in_features = shape.hidden;
+  gate_up.out = intermediate;
+  gate_up.out_row_stride = shape.intermediate;
+  gate_up.topk_weights = nullptr;
+  gate_up.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, gate_up.out_features);
+  RAMP_TRY(launch_static_batched_gemm(gate_up, stream));
+
+  StaticBatchedGemm down{};
+  down.epilogue = GemmEpilogue::kRouterWeighted;
+  down.routing = prep.routing;
+  down.task_map = prep.task_maps[1];
+  down.a = intermediate;
+  down.a_row_stride = shape.intermediate;
+  down.w = args.w2;
+  down.out_features = shape.hidden;
+  down.in_features = shape.intermediate;
+  down.out = slot_out;
+  down.out_row_stride = shape.hidden;
+  down.topk_weights = args.topk_weights;
+  down.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, down.out_features);
+  RAMP_TRY(launch_static_batched_gemm(down, stream));
+
+  CombineArgs combine;
+  combine.slot_out = slot_out;
+  combine.topk_ids = args.topk_ids;
+  combine.num_experts = shape.num_experts;
+  combine.num_tokens = args.num_tokens;
+  combine.top_k = shape.top_k;
+  combine.hidden = shape.hidden;
+  combine.out = args.out;
+  combine.out_row_stride = args.out_row_stride ? args.out_row_stride : shape.hidden;
+  return launch_combine(combine, stream);
+}
+
+Status read_routing_status(const void* workspace, int32_t num_experts, int32_t num_tokens,
+                           int32_t top_k, const int32_t* topk_ids, const float* topk_weights,
+                           cudaStream_t stream) {
+  if (num_tokens == 0) return Status::ok();  // nothing was launched, so nothing was checked
+  if (workspace == nullptr) return {ErrorCode::kInvalidArgument, "workspace is null"};
+  const int32_t num_slots = num_tokens * top_k;
+  const RoutingView routing =
+      routing_view_at(const_cast<void*>(workspace), num_experts, top_k, num_slots);
+  RoutingHeader header{};
+  RAMP_CUDA_TRY(cudaMemcpyAsync(&header, routing.header, sizeof(header), cudaMemcpyDeviceToHost,
+                                stream));
+  RAMP_CUDA_TRY(cudaStreamSynchronize(stream));
+
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+  if (header.error_bits & kRoutingBadExpertId) {
+    RAMP_TRY(copy_offending_value(topk_ids, header.first_bad_id_slot, num_slots, stream, &ids));
+  } else if (header.error_bits & kRoutingNonFiniteWeight) {
+    RAMP_TRY(copy_offending_value(topk_weights, header.first_bad_weight_slot, num_slots, stream,
+                                  &weights));
+  }
+  return routing_header_status(header, top_k, num_experts, ids.empty() ? nullptr : ids.data(),
+                               weights.empty() ? nullptr : weights.data());
+}
+
+}  // namespace ramp::cuda

@@ -1,0 +1,55 @@
+// The CUDA backend: routing prep -> static batching GEMM(s) -> combine, all asynchronous on the
+// caller's stream and graph-capturable (no host synchronisation, no host reads of device data,
+// no allocation: the caller passes a workspace).
+//
+// Workspace layout (every part 256-byte aligned; the plan sits at offset 0 with plan.h's
+// plan_layout(E, T*k, gemms) offsets, so a copy of its first plan bytes equals the host Plan):
+//   plan | routing-prep scratch | [layer: intermediate [S, I] bf16 | slot_out [S, H] fp32]
+//
+// Structural errors (shapes, nulls, strides, alignment, workspace size) are returned before
+// anything is launched. Value errors (ids outside [0, E), non-finite weights) are found on the
+// device and read later with read_routing_status; a bad id is routed nowhere, never indexed.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/plan.h"
+#include "ramp/status.h"
+#include "ramp/types.h"
+
+namespace ramp::cuda {
+
+struct CudaOptions {
+  ExpertOrder order = ExpertOrder::kHalfInterval;
+  int32_t forced_config = -1;  // >= 0: every expert uses this builtin config (tests, profiling)
+  int32_t num_sms = 0;         // 0: the current device's SM count
+};
+
+// True when the CUDA runtime sees at least one device.
+bool device_available();
+// SMs of the current device; 0 when there is none.
+int32_t device_sm_count();
+
+size_t grouped_gemm_workspace_bytes(int32_t num_experts, int32_t num_tokens, int32_t top_k);
+size_t moe_layer_workspace_bytes(const MoeShape& shape, int32_t num_tokens);
+
+// y[slot] = x[slot / k] . w[topk_ids[slot]]^T (all device pointers). T = 0 launches nothing.
+Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream, const CudaOptions& options = {});
+
+// The full layer (DESIGN.md section 1), all device pointers. T = 0 launches nothing.
+Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspace,
+                 size_t workspace_bytes, cudaStream_t stream, const CudaOptions& options = {});
+
+// Synchronises `stream` and turns the routing report of the last grouped_gemm / moe_layer that
+// used `workspace` into the Status the host validation gives for the same input (same
+// message). topk_ids / topk_weights are the device arrays that call read (weights may be null);
+// only the offending element is copied back, to quote it.
+Status read_routing_status(const void* workspace, int32_t num_experts, int32_t num_tokens,
+                           int32_t top_k, const int32_t* topk_ids, const float* topk_weights,
+                           cudaStream_t stream);
+
+}  // namespace ramp::cuda

@@ -1,0 +1,529 @@
+#include "cuda/routing_prep.cuh"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <cuda/functional>
+#include <string>
+#include <utility>
+
+#include "core/host_device.h"
+#include "cuda/cuda_check.h"
+#include "dispatch/builtin_configs.h"
+
+namespace ramp::cuda {
+
+namespace {
+
+constexpr int kScanThreads = 256;
+constexpr int kScanBatch = 8;  // chunk rows a scanning thread keeps in flight
+
+// kBuiltinConfigs lives in host memory only; this is its device copy, built from the same
+// constexpr array so the two cannot drift.
+struct ConfigTable {
+  TileConfig configs[dispatch::kNumBuiltinConfigs];
+};
+template <size_t... I>
+constexpr ConfigTable make_config_table(std::index_sequence<I...>) {
+  return ConfigTable{{dispatch::kBuiltinConfigs[I]...}};
+}
+__constant__ ConfigTable kDeviceConfigs =
+    make_config_table(std::make_index_sequence<dispatch::kNumBuiltinConfigs>{});
+
+struct SlotErrors {
+  int32_t first_bad_id = INT32_MAX;
+  int32_t first_bad_weight = INT32_MAX;
+};
+
+__device__ __forceinline__ int32_t num_slots_of(const RoutingPrepArgs& args) {
+  return args.num_tokens * args.top_k;
+}
+
+// Bits a radix sort must look at so every key up to max_key is ordered.
+__device__ __forceinline__ int bits_to_hold(uint32_t max_key) { return 32 - __clz(max_key); }
+
+// The layout reserves align16 bytes per array; the host leaves the tail zero, so do we.
+__device__ void zero_padding(int32_t* array, int32_t used, int32_t reserved) {
+  const int32_t end = round_up(max_i32(reserved, 1), 4);
+  for (int32_t i = used; i < end; ++i) array[i] = 0;
+}
+
+// Validates one slot and returns its sort key: the expert, or num_experts (past every expert,
+// routed nowhere) for an id outside [0, E).
+__device__ __forceinline__ uint32_t slot_key(const RoutingPrepArgs& args, int32_t slot,
+                                             SlotErrors* errors) {
+  const int32_t id = args.topk_ids[slot];
+  const bool valid = static_cast<uint32_t>(id) < static_cast<uint32_t>(args.num_experts);
+  if (errors != nullptr) {
+    if (!valid) errors->first_bad_id = min(errors->first_bad_id, slot);
+    if (args.topk_weights != nullptr && !isfinite(args.topk_weights[slot])) {
+      errors->first_bad_weight = min(errors->first_bad_weight, slot);
+    }
+  }
+  return valid ? static_cast<uint32_t>(id) : static_cast<uint32_t>(args.num_experts);
+}
+
+__device__ __forceinline__ int32_t expert_config(const RoutingPrepArgs& args, int32_t rows,
+                                                 int32_t total_big_tiles) {
+  return args.forced_config >= 0
+             ? args.forced_config
+             : dispatch::choose_builtin_config(rows, total_big_tiles, args.num_sms);
+}
+
+// One CTA that holds up to kCapacity slots or experts, kItems per thread in the blocked
+// arrangement (thread i holds entries kItems*i ..), the order BlockRadixSort keeps for equal
+// keys: that stability is what keeps slots ascending inside an expert and ties in ascending
+// expert id. Small problems use a small CTA: the prep's latency is its barriers and sort
+// passes, which shrink with the CTA.
+template <int kThreadsArg, int kItemsArg>
+struct PrepCta {
+  static constexpr int kThreads = kThreadsArg;
+  static constexpr int kItems = kItemsArg;
+  static constexpr int32_t kCapacity = kThreads * kItems;
+
+  using KeySort = cub::BlockRadixSort<uint32_t, kThreads, kItems, int32_t>;
+  using IntScan = cub::BlockScan<int32_t, kThreads>;
+  using IntReduce = cub::BlockReduce<int32_t, kThreads>;
+
+  struct Shared {
+    int32_t counts[kCapacity];
+    union {
+      typename KeySort::TempStorage sort;
+      int32_t task_expert[kCapacity];  // after a sort: the expert of each task, in order
+    };
+    union {
+      typename IntScan::TempStorage scan;
+      typename IntReduce::TempStorage reduce;
+    };
+    int32_t broadcast;
+  };
+
+  static __device__ __forceinline__ int32_t entry(int i) {
+    return static_cast<int32_t>(threadIdx.x) * kItems + i;
+  }
+
+  template <class Op>
+  static __device__ int32_t all_reduce(Shared& shared, int32_t value, Op op) {
+    const int32_t result = IntReduce(shared.reduce).Reduce(value, op);
+    if (threadIdx.x == 0) shared.broadcast = result;
+    __syncthreads();
+    const int32_t all = shared.broadcast;
+    __syncthreads();  // reduce storage and broadcast are reused right away
+    return all;
+  }
+
+  static __device__ SlotErrors all_errors(Shared& shared, const SlotErrors& mine) {
+    SlotErrors all;
+    all.first_bad_id = all_reduce(shared, mine.first_bad_id, ::cuda::minimum<>{});
+    all.first_bad_weight = all_reduce(shared, mine.first_bad_weight, ::cuda::minimum<>{});
+    return all;
+  }
+
+  // Slots chunk_begin + entry(i); slots past S get the routed-nowhere key, so they sort last.
+  static __device__ void load_keys(const RoutingPrepArgs& args, int32_t chunk_begin,
+                                   uint32_t (&keys)[kItems], int32_t (&slots)[kItems],
+                                   SlotErrors* errors) {
+    const int32_t num_slots = num_slots_of(args);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int32_t slot = chunk_begin + entry(i);
+      slots[i] = slot;
+      keys[i] = slot < num_slots ? slot_key(args, slot, errors)
+                                 : static_cast<uint32_t>(args.num_experts);
+    }
+  }
+
+  // Writes expert_counts and expert_offsets from shared.counts; returns the number of non-empty
+  // experts. Its last barrier makes the offsets visible to every thread of the CTA.
+  static __device__ int32_t write_histogram(Shared& shared, const RoutingView& routing) {
+    const int32_t num_experts = routing.num_experts;
+    int32_t counts[kItems];
+    int32_t offsets[kItems];
+    int32_t non_empty = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      counts[i] = entry(i) < num_experts ? shared.counts[entry(i)] : 0;
+      non_empty += counts[i] > 0;
+    }
+    int32_t total = 0;
+    IntScan(shared.scan).ExclusiveSum(counts, offsets, total);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      if (entry(i) < num_experts) {
+        routing.expert_counts[entry(i)] = counts[i];
+        routing.expert_offsets[entry(i)] = offsets[i];
+      }
+    }
+    if (threadIdx.x == 0) {
+      routing.expert_offsets[num_experts] = total;
+      zero_padding(routing.expert_counts, num_experts, num_experts);
+      zero_padding(routing.expert_offsets, num_experts + 1, num_experts + 1);
+    }
+    __syncthreads();  // scan storage is reused by the reduce below
+    return all_reduce(shared, non_empty, ::cuda::std::plus<>{});
+  }
+
+  // One GEMM's task map (plan.cpp build_task_map + assign_builtin_configs + order_experts).
+  // Precondition: shared.counts complete, expert_offsets written (write_histogram).
+  static __device__ void write_task_map(Shared& shared, const RoutingPrepArgs& args, int gemm,
+                                        int32_t num_tasks) {
+    const int32_t num_experts = args.num_experts;
+    const int32_t out_features = args.out_features[gemm];
+    const TaskMapView map = args.task_maps[gemm];
+    const TileConfig* configs = kDeviceConfigs.configs;
+
+    int32_t big_tiles = 0;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int32_t rows = entry(i) < num_experts ? shared.counts[entry(i)] : 0;
+      big_tiles += dispatch::big_tiles_of_expert(configs[0], rows, out_features);
+    }
+    const int32_t total_big_tiles = all_reduce(shared, big_tiles, ::cuda::std::plus<>{});
+
+    if (num_tasks > 0) {
+      // Descending stable sort by tiles keeps ascending expert id among ties; identity sorts
+      // by "has tiles" only, which just moves empty experts behind the rest.
+      uint32_t keys[kItems];
+      int32_t experts[kItems];
+      int32_t max_key = 0;
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        const int32_t rows = entry(i) < num_experts ? shared.counts[entry(i)] : 0;
+        const int32_t tiles =
+            configs[expert_config(args, rows, total_big_tiles)].tiles(rows, out_features);
+        const int32_t key = args.order == ExpertOrder::kIdentity ? (tiles > 0) : tiles;
+        keys[i] = static_cast<uint32_t>(key);
+        experts[i] = entry(i);
+        max_key = max_i32(max_key, key);
+      }
+      max_key = all_reduce(shared, max_key, ::cuda::maximum<>{});
+      KeySort(shared.sort).SortDescending(keys, experts, 0, bits_to_hold(max_key));
+      __syncthreads();  // the sort's storage becomes task_expert
+
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        const int32_t rank = entry(i);
+        if (rank >= num_tasks) continue;
+        int32_t task = rank;
+        if (args.order == ExpertOrder::kHalfInterval) {
+          task = half_interval_position(rank, num_tasks);
+        }
+        shared.task_expert[task] = experts[i];
+      }
+      __syncthreads();
+    }
+
+    int32_t task_tiles[kItems];
+    TaskDesc descs[kItems];
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      descs[i] = TaskDesc{0, 0, 0, 0};  // unused entries stay zero, as on the host
+      task_tiles[i] = 0;
+      if (entry(i) < num_tasks) {
+        const int32_t e = shared.task_expert[entry(i)];
+        const int32_t rows = shared.counts[e];
+        const int32_t config = expert_config(args, rows, total_big_tiles);
+        descs[i] = TaskDesc{e, config, args.routing.expert_offsets[e], rows};
+        task_tiles[i] = configs[config].tiles(rows, out_features);
+      }
+    }
+    int32_t tile_prefix[kItems];
+    int32_t total_tiles = 0;
+    IntScan(shared.scan).InclusiveSum(task_tiles, tile_prefix, total_tiles);
+
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int32_t task = entry(i);
+      if (task >= num_experts) break;
+      const bool used = task < num_tasks;
+      map.tasks[task] = descs[i];
+      map.tile_prefix[task] = used ? tile_prefix[i] : 0;
+      const bool closes_chunk = used && (task % 32 == 31 || task == num_tasks - 1);
+      const bool opens_unused_chunk = !used && task % 32 == 0;
+      if (closes_chunk || opens_unused_chunk) {
+        map.chunk_last[task / 32] = used ? tile_prefix[i] : 0;
+      }
+    }
+    if (threadIdx.x == 0) {
+      const int32_t chunks = ceil_div(num_experts, 32);
+      zero_padding(map.tile_prefix, num_experts, num_experts);
+      zero_padding(map.chunk_last, chunks, chunks);
+      *map.header = TaskMapHeader{num_tasks, total_tiles, ceil_div(num_tasks, 32), 0};
+    }
+    __syncthreads();  // scan storage and task_expert are reused by the next GEMM
+  }
+
+  // Everything after the histogram: offsets, header, sorted_slots padding, every task map.
+  static __device__ void finish_plan(Shared& shared, const RoutingPrepArgs& args,
+                                     const SlotErrors& errors) {
+    const RoutingView& routing = args.routing;
+    const int32_t num_slots = num_slots_of(args);
+    const int32_t num_tasks = write_histogram(shared, routing);
+    if (threadIdx.x == 0) {
+      int32_t bits = 0;
+      if (errors.first_bad_id != INT32_MAX) bits |= kRoutingBadExpertId;
+      if (errors.first_bad_weight != INT32_MAX) bits |= kRoutingNonFiniteWeight;
+      *routing.header =
+          RoutingHeader{bits, errors.first_bad_id, errors.first_bad_weight, num_slots};
+      zero_padding(routing.sorted_slots, num_slots, num_slots);
+    }
+    for (int gemm = 0; gemm < args.num_gemms; ++gemm) {
+      write_task_map(shared, args, gemm, num_tasks);
+    }
+  }
+};
+
+using SmallCta = PrepCta<128, 4>;   // up to 512 slots and experts (decode)
+using MediumCta = PrepCta<256, 8>;  // up to 2048
+using LargeCta = PrepCta<512, 8>;   // up to 4096: the chunk of the multi-CTA path
+static_assert(LargeCta::kCapacity == kPrepChunkSlots && LargeCta::kCapacity == kMaxPrepExperts);
+
+// S <= kPrepChunkSlots: the whole prep in one CTA, one launch.
+template <class Cta>
+__global__ void __launch_bounds__(Cta::kThreads) prep_one_cta(RoutingPrepArgs args) {
+  __shared__ typename Cta::Shared shared;
+  for (int32_t e = threadIdx.x; e < args.num_experts; e += Cta::kThreads) shared.counts[e] = 0;
+  __syncthreads();
+
+  uint32_t keys[Cta::kItems];
+  int32_t slots[Cta::kItems];
+  SlotErrors mine;
+  Cta::load_keys(args, 0, keys, slots, &mine);
+#pragma unroll
+  for (int i = 0; i < Cta::kItems; ++i) {
+    if (keys[i] < static_cast<uint32_t>(args.num_experts)) atomicAdd(&shared.counts[keys[i]], 1);
+  }
+  const SlotErrors errors = Cta::all_errors(shared, mine);
+
+  typename Cta::KeySort(shared.sort).Sort(keys, slots, 0, bits_to_hold(args.num_experts));
+  // One chunk: a valid slot's sorted position already is its place in sorted_slots.
+#pragma unroll
+  for (int i = 0; i < Cta::kItems; ++i) {
+    if (keys[i] < static_cast<uint32_t>(args.num_experts)) {
+      args.routing.sorted_slots[Cta::entry(i)] = slots[i];
+    }
+  }
+  __syncthreads();  // the sort's storage is reused by finish_plan
+  Cta::finish_plan(shared, args, errors);
+}
+
+// Large S, step 1: per-chunk histogram and first offending slots. The counts do not depend on
+// the order the atomics land in, so striped (coalesced) loads are fine here.
+__global__ void __launch_bounds__(LargeCta::kThreads)
+    chunk_histograms(RoutingPrepArgs args, int32_t* chunk_counts, int2* chunk_errors) {
+  __shared__ int32_t counts[kMaxPrepExperts];
+  __shared__ LargeCta::IntReduce::TempStorage reduce;
+  const int32_t num_experts = args.num_experts;
+  const int32_t num_slots = num_slots_of(args);
+  for (int32_t e = threadIdx.x; e < num_experts; e += LargeCta::kThreads) counts[e] = 0;
+  __syncthreads();
+
+  SlotErrors mine;
+  const int32_t chunk_begin = blockIdx.x * kPrepChunkSlots;
+#pragma unroll
+  for (int i = 0; i < LargeCta::kItems; ++i) {
+    const int32_t slot = chunk_begin + i * LargeCta::kThreads + threadIdx.x;
+    if (slot >= num_slots) break;
+    const uint32_t key = slot_key(args, slot, &mine);
+    if (key < static_cast<uint32_t>(num_experts)) atomicAdd(&counts[key], 1);
+  }
+  const int32_t first_bad_id =
+      LargeCta::IntReduce(reduce).Reduce(mine.first_bad_id, ::cuda::minimum<>{});
+  __syncthreads();
+  const int32_t first_bad_weight =
+      LargeCta::IntReduce(reduce).Reduce(mine.first_bad_weight, ::cuda::minimum<>{});
+  if (threadIdx.x == 0) chunk_errors[blockIdx.x] = make_int2(first_bad_id, first_bad_weight);
+  __syncthreads();
+  int32_t* row = chunk_counts + static_cast<int64_t>(blockIdx.x) * num_experts;
+  for (int32_t e = threadIdx.x; e < num_experts; e += LargeCta::kThreads) row[e] = counts[e];
+}
+
+// Large S, step 2: per expert, the exclusive prefix over chunks (in place: chunk c's base inside
+// the expert's segment) and the expert's total.
+__global__ void __launch_bounds__(kScanThreads)
+    scan_chunk_counts(int32_t* chunk_counts, int32_t num_chunks, int32_t num_experts,
+                      int32_t* expert_counts) {
+  const int32_t e = blockIdx.x * kScanThreads + threadIdx.x;
+  if (e >= num_experts) return;
+  int32_t running = 0;
+  for (int32_t first = 0; first < num_chunks; first += kScanBatch) {
+    int32_t batch[kScanBatch];
+#pragma unroll
+    for (int i = 0; i < kScanBatch; ++i) {
+      const int32_t chunk = first + i;
+      batch[i] = chunk < num_chunks ? chunk_counts[static_cast<int64_t>(chunk) * num_experts + e]
+                                    : 0;
+    }
+#pragma unroll
+    for (int i = 0; i < kScanBatch; ++i) {
+      const int32_t chunk = first + i;
+      if (chunk < num_chunks) chunk_counts[static_cast<int64_t>(chunk) * num_experts + e] = running;
+      running += batch[i];
+    }
+  }
+  expert_counts[e] = running;
+}
+
+// Large S, step 3: offsets, header and task maps from the totals, in one CTA.
+template <class Cta>
+__global__ void __launch_bounds__(Cta::kThreads)
+    plan_from_counts(RoutingPrepArgs args, const int2* chunk_errors, int32_t num_chunks) {
+  __shared__ typename Cta::Shared shared;
+  for (int32_t e = threadIdx.x; e < args.num_experts; e += Cta::kThreads) {
+    shared.counts[e] = args.routing.expert_counts[e];
+  }
+  SlotErrors mine;
+  for (int32_t chunk = threadIdx.x; chunk < num_chunks; chunk += Cta::kThreads) {
+    mine.first_bad_id = min(mine.first_bad_id, chunk_errors[chunk].x);
+    mine.first_bad_weight = min(mine.first_bad_weight, chunk_errors[chunk].y);
+  }
+  const SlotErrors errors = Cta::all_errors(shared, mine);  // its barriers publish counts too
+  Cta::finish_plan(shared, args, errors);
+}
+
+// Large S, step 4: the stable scatter. Each chunk sorts its slots by expert (stable), so a slot's
+// place is offsets[e] + (slots of e in earlier chunks) + (rank among e's slots in this chunk).
+__global__ void __launch_bounds__(LargeCta::kThreads)
+    scatter_chunks(RoutingPrepArgs args, const int32_t* chunk_bases) {
+  using Cta = LargeCta;
+  __shared__ union {
+    Cta::KeySort::TempStorage sort;
+    int32_t run_start[kMaxPrepExperts];  // first sorted position of each expert in the chunk
+  } shared;
+  __shared__ uint32_t last_key[Cta::kThreads];
+  const uint32_t num_experts = static_cast<uint32_t>(args.num_experts);
+
+  uint32_t keys[Cta::kItems];
+  int32_t slots[Cta::kItems];
+  Cta::load_keys(args, blockIdx.x * kPrepChunkSlots, keys, slots, nullptr);
+  Cta::KeySort(shared.sort).Sort(keys, slots, 0, bits_to_hold(num_experts));
+  last_key[threadIdx.x] = keys[Cta::kItems - 1];
+  __syncthreads();  // the sort's storage becomes run_start
+
+#pragma unroll
+  for (int i = 0; i < Cta::kItems; ++i) {
+    const uint32_t previous =
+        i > 0 ? keys[i - 1] : (threadIdx.x > 0 ? last_key[threadIdx.x - 1] : UINT32_MAX);
+    if (keys[i] < num_experts && keys[i] != previous) shared.run_start[keys[i]] = Cta::entry(i);
+  }
+  __syncthreads();
+
+  const int32_t* bases = chunk_bases + static_cast<int64_t>(blockIdx.x) * args.num_experts;
+#pragma unroll
+  for (int i = 0; i < Cta::kItems; ++i) {
+    if (keys[i] >= num_experts) continue;
+    const int32_t e = static_cast<int32_t>(keys[i]);
+    const int32_t rank_in_chunk = Cta::entry(i) - shared.run_start[e];
+    args.routing.sorted_slots[args.routing.expert_offsets[e] + bases[e] + rank_in_chunk] =
+        slots[i];
+  }
+}
+
+struct ScratchLayout {
+  size_t chunk_counts = 0;  // int32 [chunks][E]
+  size_t chunk_errors = 0;  // int2 [chunks]
+  size_t bytes = 0;
+};
+
+ScratchLayout scratch_layout(int32_t num_experts, int32_t num_slots) {
+  ScratchLayout layout;
+  if (num_slots <= kPrepChunkSlots) return layout;
+  const size_t chunks = static_cast<size_t>(ceil_div(num_slots, kPrepChunkSlots));
+  layout.chunk_counts = 0;
+  layout.chunk_errors = align16(sizeof(int32_t) * chunks * num_experts);
+  layout.bytes = layout.chunk_errors + align16(sizeof(int2) * chunks);
+  return layout;
+}
+
+Status check_prep_args(const RoutingPrepArgs& args) {
+  if (args.num_experts < 1 || args.num_experts > kMaxPrepExperts) {
+    return {ErrorCode::kUnsupportedShape,
+            "num_experts (E) = " + std::to_string(args.num_experts) + " is outside [1, " +
+                std::to_string(kMaxPrepExperts) + "], the experts the device routing prep handles"};
+  }
+  if (args.top_k < 1 || args.top_k > args.num_experts) {
+    return {ErrorCode::kInvalidArgument, "top_k (k) = " + std::to_string(args.top_k) +
+                                             " must be in [1, E = " +
+                                             std::to_string(args.num_experts) + "]"};
+  }
+  if (args.num_tokens < 0 || static_cast<int64_t>(args.num_tokens) * args.top_k > INT32_MAX) {
+    return {ErrorCode::kInvalidArgument, "num_tokens (T) = " + std::to_string(args.num_tokens) +
+                                             " must be >= 0 with T * k within int32"};
+  }
+  if (args.num_gemms < 1 || args.num_gemms > kMaxPrepGemms) {
+    return {ErrorCode::kInternal, "routing prep for " + std::to_string(args.num_gemms) +
+                                      " GEMMs (1 or 2 supported)"};
+  }
+  if (args.forced_config >= dispatch::kNumBuiltinConfigs) {
+    return {ErrorCode::kInvalidArgument, "forced_config = " + std::to_string(args.forced_config) +
+                                             " is outside [0, " +
+                                             std::to_string(dispatch::kNumBuiltinConfigs) + ")"};
+  }
+  if (args.num_sms < 1) {
+    return {ErrorCode::kInternal, "routing prep needs the SM count (num_sms >= 1)"};
+  }
+  for (int g = 0; g < args.num_gemms; ++g) {
+    if (args.out_features[g] < 1) {
+      return {ErrorCode::kInvalidArgument,
+              "gemm " + std::to_string(g) + ": out_features must be >= 1"};
+    }
+  }
+  if (args.num_tokens > 0 && args.topk_ids == nullptr) {
+    return {ErrorCode::kInvalidArgument, "topk_ids is null"};
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+size_t routing_prep_scratch_bytes(int32_t num_experts, int32_t num_slots) {
+  return scratch_layout(num_experts, num_slots).bytes;
+}
+
+Status launch_routing_prep(const RoutingPrepArgs& args, cudaStream_t stream) {
+  RAMP_TRY(check_prep_args(args));
+  const int32_t num_slots = args.num_tokens * args.top_k;
+  if (num_slots <= kPrepChunkSlots) {
+    const int32_t held = max_i32(num_slots, args.num_experts);
+    if (held <= SmallCta::kCapacity) {
+      prep_one_cta<SmallCta><<<1, SmallCta::kThreads, 0, stream>>>(args);
+    } else if (held <= MediumCta::kCapacity) {
+      prep_one_cta<MediumCta><<<1, MediumCta::kThreads, 0, stream>>>(args);
+    } else {
+      prep_one_cta<LargeCta><<<1, LargeCta::kThreads, 0, stream>>>(args);
+    }
+    RAMP_CUDA_TRY(cudaGetLastError());
+    return Status::ok();
+  }
+  if (args.scratch == nullptr) {
+    return {ErrorCode::kInternal, "routing prep for " + std::to_string(num_slots) +
+                                      " slots needs scratch (routing_prep_scratch_bytes)"};
+  }
+  const ScratchLayout layout = scratch_layout(args.num_experts, num_slots);
+  char* scratch = static_cast<char*>(args.scratch);
+  int32_t* chunk_counts = reinterpret_cast<int32_t*>(scratch + layout.chunk_counts);
+  int2* chunk_errors = reinterpret_cast<int2*>(scratch + layout.chunk_errors);
+  const int32_t chunks = ceil_div(num_slots, kPrepChunkSlots);
+
+  chunk_histograms<<<chunks, LargeCta::kThreads, 0, stream>>>(args, chunk_counts, chunk_errors);
+  RAMP_CUDA_TRY(cudaGetLastError());
+  scan_chunk_counts<<<ceil_div(args.num_experts, kScanThreads), kScanThreads, 0, stream>>>(
+      chunk_counts, chunks, args.num_experts, args.routing.expert_counts);
+  RAMP_CUDA_TRY(cudaGetLastError());
+  if (args.num_experts <= SmallCta::kCapacity) {
+    plan_from_counts<SmallCta><<<1, SmallCta::kThreads, 0, stream>>>(args, chunk_errors, chunks);
+  } else if (args.num_experts <= MediumCta::kCapacity) {
+    plan_from_counts<MediumCta><<<1, MediumCta::kThreads, 0, stream>>>(args, chunk_errors, chunks);
+  } else {
+    plan_from_counts<LargeCta><<<1, LargeCta::kThreads, 0, stream>>>(args, chunk_errors, chunks);
+  }
+  RAMP_CUDA_TRY(cudaGetLastError());
+  scatter_chunks<<<chunks, LargeCta::kThreads, 0, stream>>>(args, chunk_counts);
+  RAMP_CUDA_TRY(cudaGetLastError());
+  return Status::ok();
+}
+
+}  // namespace ramp::cuda

@@ -1,0 +1,48 @@
+// The static batching GEMM launcher: one launch runs every expert's GEMM of a plan (the static
+// batching paper's Algorithm 4 on Hopper). Tasks may use different tile configs
+// (dispatch::kBuiltinConfigs, index = TaskDesc.config) inside the same launch.
+//
+// Graph-safe: the grid is sized on the host from max_total_tiles and the SM count; the kernel
+// reads the real tile count from task_map.header on the device, so no host read sits between
+// routing and output.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/plan_layout.h"
+#include "ramp/status.h"
+
+namespace ramp::cuda {
+
+enum class GemmEpilogue {
+  kStoreBySlot,     // grouped GEMM: y[slot][n] = bf16(acc)
+  kSiluGateUp,      // layer GEMM1: intermediate[sorted_row][c] = bf16(silu(gate)*up), N = 2I
+  kRouterWeighted,  // layer GEMM2: slot_out[slot][n] = float(acc * topk_weights[slot])  (fp32)
+};
+
+struct StaticBatchedGemm {
+  GemmEpilogue epilogue;
+  RoutingView routing;   // device pointers (into the workspace)
+  TaskMapView task_map;  // device pointers
+  const void* a;         // bf16 rows; kStoreBySlot/kSiluGateUp: hidden [T, K] gathered via
+                         // token = slot / k; kRouterWeighted: intermediate [S, K] read at the
+                         // sorted row (no gather)
+  int64_t a_row_stride;  // elements
+  const void* w;         // bf16 [E, N, K]
+  int32_t out_features;  // N  (GEMM1: 2I)
+  int32_t in_features;   // K  (multiple of 64)
+  void* out;             // bf16 (or fp32 for kRouterWeighted)
+  int64_t out_row_stride;     // elements
+  const float* topk_weights;  // kRouterWeighted only
+  int32_t max_total_tiles;    // upper bound of total_tiles known on the host (for grid sizing);
+                              // the kernel reads the real count from task_map.header on the device
+};
+
+// Requirements (else kUnsupportedShape / kMisaligned, nothing launched): K a multiple of 64;
+// a, w 16-byte aligned and a_row_stride a multiple of 8; kSiluGateUp: N = 2I with I a multiple
+// of 8. max_total_tiles <= 0 launches nothing.
+Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t stream);
+
+}  // namespace ramp::cuda

@@ -1,0 +1,264 @@
+// Shared pieces of the static batching kernel: kernel parameters, the compile-time traits of
+// each tile config, the shared-memory layout and the typed pipeline cursors.
+//
+// Roles (384 threads, every config): warpgroup 0 produces (TMA weight tiles + cp.async token
+// rows into a ring of stages), warpgroups 1 and 2 consume (wgmma) and run the epilogue.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include "core/tile_config.h"
+#include "cuda/ptx/mbarrier.h"
+#include "cuda/static_batching.h"
+#include "dispatch/builtin_configs.h"
+
+namespace ramp::cuda::detail {
+
+inline constexpr int kThreadsPerWarpgroup = 128;
+inline constexpr int kConsumerWarpgroups = 2;
+inline constexpr int kThreads = kThreadsPerWarpgroup * (1 + kConsumerWarpgroups);
+// The CTA is launched with kLaunchRegisters per thread (the __launch_bounds__(384, 1) cap);
+// setmaxnreg only moves registers inside that allocation, so the consumers' increase must be
+// paid for by the producer's decrease, or setmaxnreg.inc waits forever. The producer keeps 64:
+// its gather keeps 8 row pointers live and spills below that.
+inline constexpr int kLaunchRegisters = 168;
+inline constexpr int kProducerRegisters = 64;
+inline constexpr int kConsumerRegisters = 216;
+static_assert(kProducerRegisters * kThreadsPerWarpgroup +
+                  kConsumerRegisters * kThreadsPerWarpgroup * kConsumerWarpgroups <=
+                  kLaunchRegisters * kThreads,
+              "setmaxnreg budgets must fit the registers the CTA was launched with");
+
+// CTAs run in clusters of two (pairs of consecutive tiles). With kMulticastWeights, a pair whose
+// two tiles share one weight tile (consecutive token blocks of a 128x256 task) multicasts it:
+// each CTA loads half the rows for both, cutting a stage's L2->SM traffic from 48 to 32 KB.
+// Other pairs (and all pairs while it is off) run their tiles independently.
+inline constexpr int kClusterSize = 2;
+
+// Measured on seed004 (dev/kernel_notes.md, v3): multicasting the weight tile of a pair did not
+// pay (0.983 ms vs 0.946 ms without: the pair's lockstep costs more than the L2 traffic saved),
+// so it is compiled but off. The pairing, handoff and per-mode release stay correct either way.
+inline constexpr bool kMulticastWeights = false;
+
+// Token rows: 16-byte cp.async gather (default), or one TMA copy per gathered row
+// (RAMP_SB_TOKEN_ROWS_BY_TMA: box 64 k x 1 row; the 128-byte swizzle follows the destination
+// address, so row r lands XOR-swizzled by r mod 8 as in a tile). Both pass every test; per-row
+// TMA measured 1.314 ms vs 0.951 ms on seed004 balanced (128 row copies per stage are too many
+// for the copy engine), see dev/kernel_notes.md v4.
+#if defined(RAMP_SB_TOKEN_ROWS_BY_TMA)
+inline constexpr bool kTokenRowsByTma = true;
+#else
+inline constexpr bool kTokenRowsByTma = false;
+#endif
+
+inline constexpr int kKTile = 64;             // bf16 elements per 128-byte swizzled row
+inline constexpr int kRowBytes = kKTile * 2;  // one smem row of a stage
+inline constexpr int kSwizzleAtomBytes = 1024;  // 8 rows x 128 bytes
+
+// Weight tensor maps are built per feature tile (the TMA box height); index by feature tile.
+inline constexpr int kNumWeightMaps = 2;
+RAMP_HOST_DEVICE constexpr int weight_map_index(int feature_tile) { return feature_tile == 256 ? 1 : 0; }
+RAMP_HOST_DEVICE constexpr int weight_map_feature_tile(int index) { return index == 1 ? 256 : 128; }
+
+struct KernelParams {
+  CUtensorMap weight_maps[kNumWeightMaps];  // see weight_map_index; 64-byte aligned by type
+  CUtensorMap token_map;                    // a as [rows, K], box 64 k x 1 row
+  RoutingView routing;
+  TaskMapView task_map;
+  const __nv_bfloat16* a;
+  int64_t a_row_stride;
+  int32_t out_features;  // N
+  int32_t in_features;   // K
+  void* out;
+  int64_t out_row_stride;
+  const float* topk_weights;
+  bool paired_stores;  // out, its stride and N allow 2-element vector stores
+  bool bulk_stores;    // out and its row stride are 16-byte aligned: staged bulk row stores
+};
+
+// Compile-time view of kBuiltinConfigs[kConfig].
+template <int kConfig>
+struct ConfigTraits {
+  static constexpr TileConfig kTile = dispatch::kBuiltinConfigs[kConfig];
+  static constexpr bool kSwapped = kTile.orientation == Orientation::kSwapped;
+  static constexpr int kTokenTile = kTile.token_tile;
+  static constexpr int kFeatureTile = kTile.feature_tile;
+  static constexpr int kStages = kTile.stages;
+  static constexpr int kGroupM = kTile.group_m;
+  static constexpr int kWeightMap = weight_map_index(kFeatureTile);
+  // Multicast halves are 128 weight rows: the feature_tile 128 map's box.
+  static constexpr bool kMulticast = !kSwapped && kFeatureTile == 256;
+  static constexpr int kMulticastMap = weight_map_index(kFeatureTile / kClusterSize);
+
+  // Each consumer warpgroup owns 64 rows of the MMA's M side.
+  static constexpr int kMmaN = kSwapped ? kTokenTile : kFeatureTile;
+  static constexpr int kAccumulators = kMmaN / 2;
+
+  static constexpr int kWeightStageBytes = kFeatureTile * kRowBytes;
+  static constexpr int kTokenStageBytes = kTokenTile * kRowBytes;
+  static constexpr int kStageBytes = kWeightStageBytes + kTokenStageBytes;
+  static constexpr int kRingBytes = kStageBytes * kStages;
+
+  static_assert(kTile.k_tile == kKTile, "stages hold one 128-byte swizzled row per tile row");
+  static_assert(kTile.consumer_warpgroups == kConsumerWarpgroups,
+                "every config shares the 1 producer + 2 consumer warpgroup launch shape");
+  static_assert(kTile.split_k == 1, "split-K is not implemented in this kernel");
+  static_assert(kFeatureTile == weight_map_feature_tile(kWeightMap), "no tensor map for this box");
+  static_assert(kSwapped ? (kFeatureTile == 64 * kConsumerWarpgroups &&
+                            kTokenTile % 8 == 0 && kTokenTile >= 8 && kTokenTile <= 64)
+                         : (kTokenTile == 64 * kConsumerWarpgroups &&
+                            (kFeatureTile == 128 || kFeatureTile == 256)),
+                "tile shape outside the wgmma shapes this kernel issues");
+  static_assert(kFeatureTile % 16 == 0, "GEMM1 interleaves gate/up rows in blocks of 8");
+  static_assert(kWeightStageBytes % kSwizzleAtomBytes == 0 &&
+                    kTokenStageBytes % kSwizzleAtomBytes == 0,
+                "each operand tile must start on a 1024-byte swizzle atom");
+  static_assert(kTokenTile % 8 == 0, "token rows fill whole swizzle atoms");
+};
+
+template <int... kConfigs>
+constexpr int max_ring_bytes(std::integer_sequence<int, kConfigs...>) {
+  int bytes = 0;
+  ((bytes = ConfigTraits<kConfigs>::kRingBytes > bytes ? ConfigTraits<kConfigs>::kRingBytes : bytes),
+   ...);
+  return bytes;
+}
+template <int... kConfigs>
+constexpr int max_stages(std::integer_sequence<int, kConfigs...>) {
+  int stages = 0;
+  ((stages = ConfigTraits<kConfigs>::kStages > stages ? ConfigTraits<kConfigs>::kStages : stages),
+   ...);
+  return stages;
+}
+
+// The kernel compiles exactly the builtin list: config c of a task runs ConfigTraits<c>.
+using CompiledConfigs = std::make_integer_sequence<int, dispatch::kNumBuiltinConfigs>;
+static_assert(CompiledConfigs::size() == sizeof(dispatch::kBuiltinConfigs) / sizeof(TileConfig),
+              "the kernel's config switch must cover kBuiltinConfigs exactly");
+
+inline constexpr int kRingBytes = max_ring_bytes(CompiledConfigs{});
+inline constexpr int kMaxStages = max_stages(CompiledConfigs{});
+static_assert(kMaxStages <= 32, "pipeline cursors keep one parity bit per stage in a uint32");
+
+// Epilogue staging: each consumer warpgroup stages 64 rows x 256 bytes of output per pass and
+// stores each row with one bulk copy. Rows are 16 bytes apart beyond their payload so the 8
+// rows a warp writes at once start 4 banks apart (conflict-free fragment writes).
+inline constexpr int kStagingRowPayloadBytes = 256;
+inline constexpr int kStagingRowStride = kStagingRowPayloadBytes + 16;
+inline constexpr int kStagingBytesPerWarpgroup = 64 * kStagingRowStride;
+
+// Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, then the
+// full/empty barriers.
+struct SharedLayout {
+  static constexpr int kRing = 0;
+  static constexpr int kStaging = kRingBytes;
+  static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
+  static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
+  static constexpr int kHandoffBarrier = kEmptyBarriers + 8 * kMaxStages;
+  static constexpr int kBytes = kHandoffBarrier + 8;
+  // The base must be 1024-byte aligned (swizzle atoms); the kernel declares it so and traps if
+  // the runtime ever hands out less, rather than spending 1 KB of slack on rounding up.
+  static constexpr int kAllocationBytes = kBytes;
+};
+static_assert(SharedLayout::kRing % kSwizzleAtomBytes == 0);
+static_assert(SharedLayout::kStaging % 16 == 0 && kStagingRowStride % 16 == 0,
+              "bulk copies need 16-byte aligned rows");
+static_assert(SharedLayout::kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
+static_assert(SharedLayout::kAllocationBytes <= 227 * 1024, "over Hopper's per-block shared memory");
+
+// Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
+// elected thread's arrive.expect_tx for the weight TMA.
+// With TMA token rows the elected thread's arrive.expect_tx (weights + rows) is the only one.
+inline constexpr uint32_t kFullBarrierArrivals = kTokenRowsByTma ? 1 : kThreadsPerWarpgroup + 1;
+// Empty barrier: every consumer warp of both CTAs of the pair, once its wgmma reads of the
+// stage are done (a multicast stage is written into both CTAs, so both must have released
+// it). Outside multicast a warp arrives twice on its own CTA's barrier instead.
+inline constexpr uint32_t kConsumerWarps = kConsumerWarpgroups * 4;
+inline constexpr uint32_t kEmptyBarrierArrivals = kConsumerWarps * kClusterSize;
+
+// The ring's barriers. A stage's smem address depends on the config (stage size), its
+// barriers do not: slot s always uses full[s] / empty[s].
+class StageBarriers {
+ public:
+  __device__ StageBarriers(uint64_t* full, uint64_t* empty, uint64_t* handoff)
+      : full_(full), empty_(empty), handoff_(handoff) {}
+  __device__ uint64_t* full(int stage) const { return full_ + stage; }
+  __device__ uint64_t* empty(int stage) const { return empty_ + stage; }
+  // The pair's producers meet here before a stretch of multicast tiles (see PairHandoff).
+  __device__ uint64_t* handoff() const { return handoff_; }
+
+ private:
+  uint64_t* full_;
+  uint64_t* empty_;
+  uint64_t* handoff_;
+};
+
+// Producer side of the ring. Parities are kept per slot (not one phase per lap) because a
+// config change restarts the ring at slot 0 with a different stage count: slot s then keeps
+// alternating its own phases. `pending` marks slots filled whose release the producer has not
+// yet observed.
+struct ProducerCursor {
+  int stage = 0;
+  uint32_t empty_parity = 0;
+  uint32_t pending = 0;
+
+  __device__ void wait_free(const StageBarriers& barriers, int slot) {
+    const uint32_t bit = 1u << slot;
+    if (pending & bit) {
+      ptx::mbarrier_wait_parity(barriers.empty(slot), (empty_parity & bit) ? 1u : 0u);
+      empty_parity ^= bit;
+      pending &= ~bit;
+    }
+  }
+  __device__ void acquire(const StageBarriers& barriers) { wait_free(barriers, stage); }
+  __device__ void filled(int stages) {
+    pending |= 1u << stage;
+    stage = stage + 1 == stages ? 0 : stage + 1;
+  }
+  // Before a config change: the new stage layout may overlap any slot in flight.
+  __device__ void drain(const StageBarriers& barriers) {
+    for (int slot = 0; slot < kMaxStages; ++slot) wait_free(barriers, slot);
+    stage = 0;
+  }
+};
+
+struct ConsumerCursor {
+  int stage = 0;
+  uint32_t full_parity = 0;
+
+  __device__ void wait_full(const StageBarriers& barriers) {
+    const uint32_t bit = 1u << stage;
+    ptx::mbarrier_wait_parity(barriers.full(stage), (full_parity & bit) ? 1u : 0u);
+    full_parity ^= bit;
+  }
+  __device__ void advance(int stages) { stage = stage + 1 == stages ? 0 : stage + 1; }
+  __device__ void restart() { stage = 0; }
+};
+
+template <class F, int... kConfigs>
+__device__ __forceinline__ bool any_config_impl(int config, F&& f,
+                                                std::integer_sequence<int, kConfigs...>) {
+  return ((config == kConfigs && f(std::integral_constant<int, kConfigs>{})) || ...);
+}
+__device__ __forceinline__ bool config_multicasts(int config) {
+  return any_config_impl(config, [](auto c) { return ConfigTraits<decltype(c)::value>::kMulticast; },
+                         CompiledConfigs{});
+}
+
+// Calls f(std::integral_constant<int, c>) for the runtime config c (one branch per builtin).
+template <class F, int... kConfigs>
+__device__ __forceinline__ void dispatch_config_impl(int config, F&& f,
+                                                     std::integer_sequence<int, kConfigs...>) {
+  ((config == kConfigs ? (f(std::integral_constant<int, kConfigs>{}), 0) : 0), ...);
+}
+template <class F>
+__device__ __forceinline__ void dispatch_config(int config, F&& f) {
+  dispatch_config_impl(config, static_cast<F&&>(f), CompiledConfigs{});
+}
+
+}  // namespace ramp::cuda::detail

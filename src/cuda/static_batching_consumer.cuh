@@ -1,0 +1,130 @@
+// Consumer warpgroups: wgmma over the stage ring, then the epilogue.
+//
+// Both operands are K-major, 128-byte swizzled, so one smem layout serves both orientations:
+//   normal : A = token tile (this warpgroup's 64 rows), B = weight tile (N = feature_tile)
+//   swapped: A = weight tile (this warpgroup's 64 rows), B = token tile (N = token_tile)
+// Stage s is released (empty barrier, one arrival per warp) as soon as the wgmma group that
+// read it has retired, which wait_group<1> after the next group's commit guarantees.
+#pragma once
+
+#include "cuda/ptx/bulk_copy.h"
+#include "cuda/ptx/cluster.h"
+#include "cuda/ptx/fence.h"
+#include "cuda/ptx/mbarrier.h"
+#include "cuda/ptx/wgmma.h"
+#include "cuda/static_batching_common.cuh"
+#include "cuda/static_batching_epilogue.cuh"
+#include "cuda/static_batching_schedule.cuh"
+
+namespace ramp::cuda::detail {
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t* ring,
+                                             const StageBarriers& barriers,
+                                             ConsumerCursor& cursor, const TaskOfTile& work,
+                                             bool multicast, uint8_t* staging, int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  using Mma = ptx::Wgmma<Traits::kMmaN>;
+  constexpr uint32_t kWarpgroupRowsBytes = 64 * kRowBytes;
+
+  const TileExtent extent = tile_extent<kConfig>(params, work);
+  const bool lane_leader = (threadIdx.x & 31) == 0;
+  const uint32_t ring_base = ptx::smem_address(ring);
+  const uint32_t peer = ptx::cluster_cta_rank() ^ 1;
+  // A multicast stage was written into both CTAs: release it in both. Otherwise count twice
+  // here (the barrier expects the pair's arrivals).
+  auto release = [&](int stage) {
+    if (!lane_leader) return;
+    if (multicast) {
+      ptx::mbarrier_arrive(barriers.empty(stage));
+      ptx::mbarrier_arrive_cluster(
+          ptx::map_shared_to_rank(ptx::smem_address(barriers.empty(stage)), peer));
+    } else {
+      ptx::mbarrier_arrive_count(barriers.empty(stage), kClusterSize);
+    }
+  };
+
+  float acc[Traits::kAccumulators];
+#pragma unroll
+  for (int i = 0; i < Traits::kAccumulators; ++i) acc[i] = 0.0f;
+
+  const int k_blocks = params.in_features / kKTile;
+  int previous_stage = -1;
+  for (int k_block = 0; k_block < k_blocks; ++k_block) {
+    cursor.wait_full(barriers);
+    // cp.async token rows arrive through the generic proxy; wgmma reads through the async one.
+    if constexpr (!kTokenRowsByTma) ptx::fence_proxy_async_shared();
+    const uint32_t stage_base =
+        ring_base + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    const uint32_t weight_base = stage_base;
+    const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
+    const uint32_t a_base = (Traits::kSwapped ? weight_base : token_base) +
+                            static_cast<uint32_t>(consumer_wg) * kWarpgroupRowsBytes;
+    const uint32_t b_base = Traits::kSwapped ? token_base : weight_base;
+    const uint64_t desc_a = ptx::make_smem_desc_k_major_swizzle128(a_base);
+    const uint64_t desc_b = ptx::make_smem_desc_k_major_swizzle128(b_base);
+
+#pragma unroll
+    for (int i = 0; i < Traits::kAccumulators; ++i) ptx::wgmma_fence_operand(acc[i]);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int k16 = 0; k16 < kKTile / 16; ++k16) {
+      // +32 bytes per 16 elements of k, in units of 16 bytes in the descriptor's address field.
+      Mma::mma(acc, desc_a + 2 * k16, desc_b + 2 * k16, true);
+    }
+    ptx::wgmma_commit_group();
+#pragma unroll
+    for (int i = 0; i < Traits::kAccumulators; ++i) ptx::wgmma_fence_operand(acc[i]);
+    ptx::wgmma_wait_group<1>();
+    if (previous_stage >= 0) release(previous_stage);
+    previous_stage = cursor.stage;
+    cursor.advance(Traits::kStages);
+  }
+  ptx::wgmma_wait_group<0>();
+#pragma unroll
+  for (int i = 0; i < Traits::kAccumulators; ++i) ptx::wgmma_fence_operand(acc[i]);
+  if (previous_stage >= 0) release(previous_stage);
+
+  if constexpr (Traits::kSwapped) {
+    store_tile_swapped<kConfig, kEpilogue>(params, extent, acc, consumer_wg);
+  } else {
+    if (params.bulk_stores) {
+      store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staging, consumer_wg);
+    } else {
+      store_tile_normal<kConfig, kEpilogue>(params, extent, acc, consumer_wg);
+    }
+  }
+}
+
+template <GemmEpilogue kEpilogue>
+__device__ void consumer_loop(const KernelParams& params, uint8_t* ring,
+                              const StageBarriers& barriers, uint8_t* staging,
+                              int consumer_wg) {
+  const uint32_t rank = ptx::cluster_cta_rank();
+  ConsumerCursor cursor;
+  int32_t previous_config = -1;
+  bool previous_multicast = false;
+  const int32_t tiles = total_tiles(params);
+  const int32_t units = ceil_div(tiles, kClusterSize);
+  const int32_t clusters = static_cast<int32_t>(gridDim.x) / kClusterSize;
+  for (int32_t unit = static_cast<int32_t>(blockIdx.x) / kClusterSize; unit < units;
+       unit += clusters) {
+    const UnitWork unit_tile = unit_work(params, unit, rank, tiles);
+    const bool enter_multicast = unit_tile.multicast && !previous_multicast;
+    previous_multicast = unit_tile.multicast;
+    if (!unit_tile.has_tile) continue;
+    const TaskOfTile& work = unit_tile.work;
+    if (work.task.config != previous_config || enter_multicast) {
+      cursor.restart();  // mirrors the producer's drain: the ring starts again at slot 0
+      previous_config = work.task.config;
+    }
+    dispatch_config(work.task.config, [&](auto config) {
+      consume_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, work,
+                                                       unit_tile.multicast, staging, consumer_wg);
+    });
+  }
+  // Bulk row stores still in flight must finish before the CTA (and its shared memory) ends.
+  ptx::bulk_wait_group<0>();
+}
+
+}  // namespace ramp::cuda::detail

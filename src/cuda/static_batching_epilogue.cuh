@@ -1,0 +1,251 @@
+// Epilogues: accumulators (wgmma fragment order) -> global memory, straight from registers.
+//
+// Fragment of one consumer warpgroup (64 MMA rows): warp w holds rows 16w + lane/4 (h = 0) and
+// 16w + lane/4 + 8 (h = 1); accumulator 4i + 2h + e is column 8i + 2(lane%4) + e.
+//   normal : MMA rows = tokens, columns = features
+//   swapped: MMA rows = weight rows (features), columns = tokens
+// GEMM1's weight tile interleaves gate and up rows in blocks of 8, so a gate value and its up
+// value sit in the same thread in both orientations: normal -> column blocks 2b (gate) and
+// 2b+1 (up); swapped -> h = 0 (gate) and h = 1 (up).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "cuda/ptx/bulk_copy.h"
+#include "cuda/ptx/fence.h"
+#include "cuda/ptx/mbarrier.h"
+#include "cuda/ptx/named_barrier.h"
+#include "cuda/static_batching_common.cuh"
+#include "cuda/static_batching_schedule.cuh"
+
+namespace ramp::cuda::detail {
+
+__device__ __forceinline__ float silu_times(float gate, float up) {
+  return gate / (1.0f + __expf(-gate)) * up;
+}
+
+// Two adjacent output columns (n, n+1) of one row; `paired` when a vector store is legal.
+__device__ __forceinline__ void store_pair(__nv_bfloat16* row, int32_t n, int32_t limit,
+                                           float v0, float v1, bool paired) {
+  if (paired && n + 1 < limit) {
+    *reinterpret_cast<__nv_bfloat162*>(row + n) = __floats2bfloat162_rn(v0, v1);
+  } else {
+    if (n < limit) row[n] = __float2bfloat16_rn(v0);
+    if (n + 1 < limit) row[n + 1] = __float2bfloat16_rn(v1);
+  }
+}
+__device__ __forceinline__ void store_pair(float* row, int32_t n, int32_t limit, float v0,
+                                           float v1, bool paired) {
+  if (paired && n + 1 < limit) {
+    *reinterpret_cast<float2*>(row + n) = make_float2(v0, v1);
+  } else {
+    if (n < limit) row[n] = v0;
+    if (n + 1 < limit) row[n + 1] = v1;
+  }
+}
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void store_tile_normal(
+    const KernelParams& params, const TileExtent& extent,
+    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  const int warp = static_cast<int>((threadIdx.x / 32) & 3);
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int column_in_pair = 2 * (lane & 3);
+  const int32_t n_total = params.out_features;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = consumer_wg * 64 + warp * 16 + (lane >> 2) + 8 * h;
+    if (row >= extent.valid_rows) continue;
+    const int32_t sorted_row = extent.first_row + row;
+    if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+      const int32_t intermediate = n_total / 2;
+      __nv_bfloat16* out_row =
+          static_cast<__nv_bfloat16*>(params.out) + sorted_row * params.out_row_stride;
+      const int32_t column_base = extent.feature_block * (Traits::kFeatureTile / 2);
+#pragma unroll
+      for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
+        const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
+        const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
+        store_pair(out_row, column_base + 8 * b + column_in_pair, intermediate,
+                   silu_times(g0, u0), silu_times(g1, u1), params.paired_stores);
+      }
+    } else {
+      const int32_t slot = params.routing.sorted_slots[sorted_row];
+      const int32_t feature_base = extent.feature_block * Traits::kFeatureTile + column_in_pair;
+      if constexpr (kEpilogue == GemmEpilogue::kStoreBySlot) {
+        __nv_bfloat16* out_row =
+            static_cast<__nv_bfloat16*>(params.out) + slot * params.out_row_stride;
+#pragma unroll
+        for (int i = 0; i < Traits::kFeatureTile / 8; ++i) {
+          store_pair(out_row, feature_base + 8 * i, n_total, acc[4 * i + 2 * h],
+                     acc[4 * i + 2 * h + 1], params.paired_stores);
+        }
+      } else {
+        const float weight = params.topk_weights[slot];
+        float* out_row = static_cast<float*>(params.out) + slot * params.out_row_stride;
+#pragma unroll
+        for (int i = 0; i < Traits::kFeatureTile / 8; ++i) {
+          store_pair(out_row, feature_base + 8 * i, n_total, acc[4 * i + 2 * h] * weight,
+                     acc[4 * i + 2 * h + 1] * weight, params.paired_stores);
+        }
+      }
+    }
+  }
+}
+
+// Normal orientation through shared memory: the warpgroup writes its fragment (64 rows x one
+// 256-byte column pass) into its staging rows, then 64 threads each send one output row with
+// a bulk copy. The copies drain while the consumers run the next tile's mainloop; a staging
+// buffer is only rewritten after its previous copies have been read (wait_group.read).
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void store_tile_normal_staged(
+    const KernelParams& params, const TileExtent& extent,
+    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], uint8_t* staging,
+    int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  constexpr bool kSilu = kEpilogue == GemmEpilogue::kSiluGateUp;
+  constexpr bool kWeighted = kEpilogue == GemmEpilogue::kRouterWeighted;
+  constexpr int kElementBytes = kWeighted ? 4 : 2;
+  constexpr int kOutColumns = kSilu ? Traits::kFeatureTile / 2 : Traits::kFeatureTile;
+  constexpr int kPassColumnsMax = kStagingRowPayloadBytes / kElementBytes;
+  constexpr int kPassColumns = kOutColumns < kPassColumnsMax ? kOutColumns : kPassColumnsMax;
+  constexpr int kPasses = kOutColumns / kPassColumns;
+  static_assert(kOutColumns % kPassColumns == 0);
+  static_assert(!kSilu || kPasses == 1, "SiLU pairs gate/up columns across the whole tile");
+
+  const int thread = static_cast<int>(threadIdx.x & 127);
+  const int warp = thread / 32;
+  const int lane = thread & 31;
+  const int column_in_pair = 2 * (lane & 3);
+  const uint32_t barrier_id = 1 + static_cast<uint32_t>(consumer_wg);
+  const int32_t column_limit = kSilu ? params.out_features / 2 : params.out_features;
+  const int32_t tile_first_column = extent.feature_block * kOutColumns;
+  const int row_base = consumer_wg * 64;
+
+  float row_scale[2] = {1.0f, 1.0f};
+  if constexpr (kWeighted) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
+      row_scale[h] = row < extent.valid_rows
+                         ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
+                         : 0.0f;
+    }
+  }
+
+  // Thread t < 64 owns staging row t: tile row row_base + t.
+  const bool issuer = thread < 64 && row_base + thread < extent.valid_rows;
+  char* out_row = nullptr;
+  if (issuer) {
+    const int32_t sorted_row = extent.first_row + row_base + thread;
+    const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
+    out_row = static_cast<char*>(params.out) + out_index * params.out_row_stride * kElementBytes;
+  }
+  const uint32_t staging_base = ptx::smem_address(staging);
+
+#pragma unroll
+  for (int pass = 0; pass < kPasses; ++pass) {
+    if (thread < 64) ptx::bulk_wait_group_read<0>();
+    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint8_t* row = staging + (warp * 16 + (lane >> 2) + 8 * h) * kStagingRowStride;
+      if constexpr (kSilu) {
+#pragma unroll
+        for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
+          const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
+          const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
+          *reinterpret_cast<__nv_bfloat162*>(row + (8 * b + column_in_pair) * 2) =
+              __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
+        }
+      } else {
+#pragma unroll
+        for (int i = pass * (kPassColumns / 8); i < (pass + 1) * (kPassColumns / 8); ++i) {
+          const int column = 8 * i + column_in_pair - pass * kPassColumns;
+          const float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
+          if constexpr (kWeighted) {
+            *reinterpret_cast<float2*>(row + column * 4) =
+                make_float2(v0 * row_scale[h], v1 * row_scale[h]);
+          } else {
+            *reinterpret_cast<__nv_bfloat162*>(row + column * 2) = __floats2bfloat162_rn(v0, v1);
+          }
+        }
+      }
+    }
+    ptx::fence_proxy_async_shared();  // the bulk copies read the staging through the async proxy
+    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+    if (issuer) {
+      const int32_t first_column = tile_first_column + pass * kPassColumns;
+      if (first_column < column_limit) {
+        const int32_t columns = min_i32(kPassColumns, column_limit - first_column);
+        const uint32_t bytes = static_cast<uint32_t>(columns * kElementBytes);
+        const uint32_t bulk_bytes = bytes & ~15u;
+        char* dst = out_row + static_cast<int64_t>(first_column) * kElementBytes;
+        const uint32_t src = staging_base + static_cast<uint32_t>(thread * kStagingRowStride);
+        if (bulk_bytes > 0) ptx::bulk_store_shared_to_global(dst, src, bulk_bytes);
+        // A row end that is not a multiple of 16 bytes (N edge) goes element by element.
+        for (uint32_t byte = bulk_bytes; byte < bytes; byte += kElementBytes) {
+          const uint8_t* element = staging + thread * kStagingRowStride + byte;
+          if constexpr (kElementBytes == 4) {
+            *reinterpret_cast<float*>(dst + byte) = *reinterpret_cast<const float*>(element);
+          } else {
+            *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
+          }
+        }
+        ptx::bulk_commit_group();
+      }
+    }
+  }
+}
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void store_tile_swapped(
+    const KernelParams& params, const TileExtent& extent,
+    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  const int warp = static_cast<int>((threadIdx.x / 32) & 3);
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const int32_t n_total = params.out_features;
+  const int weight_row_lo = consumer_wg * 64 + warp * 16 + (lane >> 2);
+#pragma unroll
+  for (int i = 0; i < Traits::kTokenTile / 8; ++i) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int token = 8 * i + 2 * (lane & 3) + e;
+      if (token >= extent.valid_rows) continue;
+      const int32_t sorted_row = extent.first_row + token;
+      if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+        // Weight rows 16w + r (gate) and 16w + 8 + r (up) of this warp: intermediate column
+        // f F/2 + 32 wg + 8 w + r.
+        const int32_t column = extent.feature_block * (Traits::kFeatureTile / 2) +
+                               consumer_wg * 32 + warp * 8 + (lane >> 2);
+        if (column < n_total / 2) {
+          __nv_bfloat16* out_row =
+              static_cast<__nv_bfloat16*>(params.out) + sorted_row * params.out_row_stride;
+          out_row[column] = __float2bfloat16_rn(silu_times(acc[4 * i + e], acc[4 * i + 2 + e]));
+        }
+      } else {
+        const int32_t slot = params.routing.sorted_slots[sorted_row];
+        const float weight =
+            kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int32_t feature =
+              extent.feature_block * Traits::kFeatureTile + weight_row_lo + 8 * h;
+          if (feature >= n_total) continue;
+          const float value = acc[4 * i + 2 * h + e];
+          if constexpr (kEpilogue == GemmEpilogue::kStoreBySlot) {
+            static_cast<__nv_bfloat16*>(params.out)[slot * params.out_row_stride + feature] =
+                __float2bfloat16_rn(value);
+          } else {
+            static_cast<float*>(params.out)[slot * params.out_row_stride + feature] =
+                value * weight;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ramp::cuda::detail

@@ -1,0 +1,246 @@
+// Producer warpgroup: fills the stage ring. Per k-block of a tile, one elected thread sends
+// the weight tile by TMA (box 64 k x feature_tile rows, 128-byte swizzle; GEMM1 uses the 5-D
+// map that interleaves gate and up rows in blocks of 8), and all 128 threads gather the token
+// rows with 16-byte cp.async into the same swizzled layout, completing on the stage's full
+// barrier through cp.async.mbarrier.arrive.noinc.
+#pragma once
+
+#include "cuda/ptx/cluster.h"
+#include "cuda/ptx/cp_async.h"
+#include "cuda/ptx/mbarrier.h"
+#include "cuda/ptx/tma.h"
+#include "cuda/static_batching_common.cuh"
+#include "cuda/static_batching_schedule.cuh"
+
+namespace ramp::cuda::detail {
+
+// 16-byte chunk `chunk` of row `row` in a 128-byte-swizzled tile (the pattern TMA's
+// SWIZZLE_128B writes and the wgmma descriptors read: chunk index XOR row mod 8).
+__device__ __forceinline__ uint32_t swizzled_chunk_offset(int row, int chunk) {
+  return static_cast<uint32_t>(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
+}
+
+template <GemmEpilogue kEpilogue>
+__device__ __forceinline__ void load_weight_tile(const KernelParams& params, uint32_t smem_dst,
+                                                 uint64_t* full_barrier, int map_index,
+                                                 int32_t expert, int32_t feature_block,
+                                                 int feature_tile, int32_t k_begin) {
+  const CUtensorMap* map = &params.weight_maps[map_index];
+  if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+    // dims (k, row-in-8, gate/up, 8-row block, expert): feature block f holds intermediate
+    // columns [f F/2, (f+1) F/2), i.e. 8-row blocks from f F/16 on.
+    ptx::tma_load_5d(smem_dst, map, full_barrier, k_begin, 0, 0, feature_block * (feature_tile / 16),
+                     expert);
+  } else {
+    ptx::tma_load_3d(smem_dst, map, full_barrier, k_begin, feature_block * feature_tile, expert);
+  }
+}
+
+// This CTA's half of a multicast weight tile (rows [rank F/2, (rank+1) F/2) of the tile),
+// written into both CTAs of the pair at the same offset.
+template <GemmEpilogue kEpilogue>
+__device__ __forceinline__ void load_weight_half_multicast(const KernelParams& params,
+                                                           uint32_t smem_dst, uint64_t* full_barrier,
+                                                           int map_index, int32_t expert,
+                                                           int32_t feature_block, int feature_tile,
+                                                           uint32_t rank, int32_t k_begin) {
+  const CUtensorMap* map = &params.weight_maps[map_index];
+  constexpr uint16_t kBothCtas = (1u << kClusterSize) - 1;
+  if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+    const int32_t blocks_per_half = feature_tile / 16 / kClusterSize;
+    ptx::tma_load_5d_multicast(smem_dst, map, full_barrier, kBothCtas, k_begin, 0, 0,
+                               feature_block * (feature_tile / 16) + rank * blocks_per_half,
+                               expert);
+  } else {
+    ptx::tma_load_3d_multicast(smem_dst, map, full_barrier, kBothCtas, k_begin,
+                               feature_block * feature_tile + rank * (feature_tile / kClusterSize),
+                               expert);
+  }
+}
+
+// Row of `a` that tile row `row` reads: the token of its slot (gather), or the sorted row itself
+// for GEMM2, whose intermediate is already in sorted order.
+template <GemmEpilogue kEpilogue>
+__device__ __forceinline__ int32_t a_row_of(const KernelParams& params, int32_t sorted_row) {
+  if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
+    return sorted_row;
+  } else {
+    return token_of_slot(params.routing.sorted_slots[sorted_row], params.routing.top_k);
+  }
+}
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void issue_weight_tile(const KernelParams& params, uint32_t stage_base,
+                                                  uint64_t* full, const TaskOfTile& work,
+                                                  const TileExtent& extent, bool multicast,
+                                                  uint32_t rank, int32_t k_begin) {
+  using Traits = ConfigTraits<kConfig>;
+  if constexpr (Traits::kMulticast) {
+    if (multicast) {
+      constexpr uint32_t kHalfBytes = Traits::kWeightStageBytes / kClusterSize;
+      load_weight_half_multicast<kEpilogue>(params, stage_base + rank * kHalfBytes, full,
+                                            Traits::kMulticastMap, work.task.expert,
+                                            extent.feature_block, Traits::kFeatureTile, rank,
+                                            k_begin);
+      return;
+    }
+  }
+  load_weight_tile<kEpilogue>(params, stage_base, full, Traits::kWeightMap, work.task.expert,
+                              extent.feature_block, Traits::kFeatureTile, k_begin);
+}
+
+// TMA token rows: thread t copies tile row t (and t + 128, ... for taller tiles). Rows past the
+// task's end are not loaded: their MMA rows/columns hold stale values whose outputs are never
+// stored.
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params, uint8_t* ring,
+                                                      const StageBarriers& barriers,
+                                                      ProducerCursor& cursor,
+                                                      const TaskOfTile& work, bool multicast,
+                                                      uint32_t rank) {
+  using Traits = ConfigTraits<kConfig>;
+  static_assert(Traits::kTokenTile <= kThreadsPerWarpgroup, "one row per producer thread");
+  const TileExtent extent = tile_extent<kConfig>(params, work);
+  const int thread = static_cast<int>(threadIdx.x);  // producer warpgroup is threads 0..127
+  const bool loads_row = thread < extent.valid_rows;
+  const int32_t a_row = loads_row ? a_row_of<kEpilogue>(params, extent.first_row + thread) : 0;
+  const uint32_t stage_bytes =
+      Traits::kWeightStageBytes + static_cast<uint32_t>(extent.valid_rows) * kRowBytes;
+
+  const int k_blocks = params.in_features / kKTile;
+  for (int k_block = 0; k_block < k_blocks; ++k_block) {
+    cursor.acquire(barriers);
+    uint64_t* full = barriers.full(cursor.stage);
+    const uint32_t stage_base =
+        ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    if (thread == 0) {
+      // Multicast or not, the whole weight tile lands in this CTA's stage.
+      ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
+                                            rank, k_block * kKTile);
+    }
+    if (loads_row) {
+      ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kRowBytes,
+                       &params.token_map, full, k_block * kKTile, a_row);
+    }
+    cursor.filled(Traits::kStages);
+  }
+}
+
+// cp.async token rows: threads 8r'..8r'+7 copy the 8 chunks of a row (coalesced 128-byte row
+// reads); rows step by 16. Completion through cp.async.mbarrier.arrive.noinc.
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& params,
+                                                           uint8_t* ring,
+                                                           const StageBarriers& barriers,
+                                                           ProducerCursor& cursor,
+                                                           const TaskOfTile& work,
+                                                           bool multicast, uint32_t rank) {
+  using Traits = ConfigTraits<kConfig>;
+  constexpr int kRowStep = kThreadsPerWarpgroup / 8;
+  constexpr int kRowsPerThread = (Traits::kTokenTile + kRowStep - 1) / kRowStep;
+
+  const TileExtent extent = tile_extent<kConfig>(params, work);
+  const int thread = static_cast<int>(threadIdx.x);
+  const int chunk = thread & 7;
+  const int first_row_of_thread = thread >> 3;
+
+  const __nv_bfloat16* row_source[kRowsPerThread];
+#pragma unroll
+  for (int j = 0; j < kRowsPerThread; ++j) {
+    const int row = first_row_of_thread + j * kRowStep;
+    row_source[j] = nullptr;
+    if (row < extent.valid_rows) {
+      const int64_t a_row = a_row_of<kEpilogue>(params, extent.first_row + row);
+      row_source[j] = params.a + a_row * params.a_row_stride + chunk * 8;
+    }
+  }
+
+  const int k_blocks = params.in_features / kKTile;
+  for (int k_block = 0; k_block < k_blocks; ++k_block) {
+    cursor.acquire(barriers);
+    uint64_t* full = barriers.full(cursor.stage);
+    const uint32_t stage_base =
+        ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    if (thread == 0) {
+      ptx::mbarrier_arrive_expect_tx(full, Traits::kWeightStageBytes);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
+                                            rank, k_block * kKTile);
+    }
+    const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
+#pragma unroll
+    for (int j = 0; j < kRowsPerThread; ++j) {
+      const int row = first_row_of_thread + j * kRowStep;
+      if (row < Traits::kTokenTile) {
+        // Rows past the task's end are zero-filled (their source is never read).
+        const bool past_end = row_source[j] == nullptr;
+        ptx::cp_async_16(token_base + swizzled_chunk_offset(row, chunk),
+                         past_end ? params.a : row_source[j] + k_block * kKTile, past_end);
+      }
+    }
+    ptx::cp_async_mbarrier_arrive_noinc(full);
+    cursor.filled(Traits::kStages);
+  }
+}
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void produce_tile(const KernelParams& params, uint8_t* ring,
+                                             const StageBarriers& barriers,
+                                             ProducerCursor& cursor, const TaskOfTile& work,
+                                             bool multicast, uint32_t rank) {
+  if constexpr (kTokenRowsByTma) {
+    produce_tile_tma_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work, multicast,
+                                              rank);
+  } else {
+    produce_tile_cp_async_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work,
+                                                   multicast, rank);
+  }
+}
+
+// Before a stretch of multicast units the pair's producers meet: each has drained its ring (its
+// consumers released every slot), so from here on each may write into the other's slots,
+// whose later releases both CTAs' empty barriers count.
+struct PairHandoff {
+  uint32_t parity = 0;
+  __device__ void meet(const StageBarriers& barriers, uint32_t peer) {
+    ptx::mbarrier_arrive_cluster(ptx::map_shared_to_rank(ptx::smem_address(barriers.handoff()), peer));
+    ptx::mbarrier_wait_parity(barriers.handoff(), parity);
+    parity ^= 1;
+  }
+};
+
+template <GemmEpilogue kEpilogue>
+__device__ void producer_loop(const KernelParams& params, uint8_t* ring,
+                              const StageBarriers& barriers) {
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kNumWeightMaps; ++i) ptx::tma_prefetch_descriptor(&params.weight_maps[i]);
+    ptx::tma_prefetch_descriptor(&params.token_map);
+  }
+  const uint32_t rank = ptx::cluster_cta_rank();
+  ProducerCursor cursor;
+  PairHandoff handoff;
+  int32_t previous_config = -1;
+  bool previous_multicast = false;
+  const int32_t tiles = total_tiles(params);
+  const int32_t units = ceil_div(tiles, kClusterSize);
+  const int32_t clusters = static_cast<int32_t>(gridDim.x) / kClusterSize;
+  for (int32_t unit = static_cast<int32_t>(blockIdx.x) / kClusterSize; unit < units;
+       unit += clusters) {
+    const UnitWork unit_tile = unit_work(params, unit, rank, tiles);
+    const bool enter_multicast = unit_tile.multicast && !previous_multicast;
+    previous_multicast = unit_tile.multicast;
+    if (!unit_tile.has_tile) continue;
+    const TaskOfTile& work = unit_tile.work;
+    if (work.task.config != previous_config || enter_multicast) {
+      cursor.drain(barriers);
+      previous_config = work.task.config;
+    }
+    if (enter_multicast && threadIdx.x == 0) handoff.meet(barriers, rank ^ 1);
+    dispatch_config(work.task.config, [&](auto config) {
+      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, work,
+                                                       unit_tile.multicast, rank);
+    });
+  }
+}
+
+}  // namespace ramp::cuda::detail

@@ -1,0 +1,412 @@
+// The CUDA backend end to end: the MoE layer and the grouped GEMM against the fp64 CPU
+// references (every output element written: outputs are poisoned first), bitwise determinism,
+// CUDA graph capture replayed with a different routing each time, every builtin config forced in
+// turn, and bad input turned into the host's Status without a crash.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/validation.h"
+#include "cpu/reference.h"
+#include "cuda/cuda_backend.h"
+#include "dispatch/builtin_configs.h"
+#include "gpu_test_support.h"
+#include "workloads/routing.h"
+
+namespace ramp {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::to_device;
+using testing::to_host;
+
+constexpr double kLayerTolerance = 1e-2;  // DESIGN.md 7: one bf16 rounding of the intermediate
+constexpr double kGemmTolerance = 5e-3;
+constexpr int kPoisonByte = 0xFF;  // bf16 0xFFFF is a NaN: an unwritten element fails the check
+
+struct LayerCase {
+  const char* routing;
+  int32_t num_tokens;
+  int32_t num_experts, top_k, hidden, intermediate;
+  int64_t hidden_row_stride = 0;  // 0: contiguous
+  int64_t out_row_stride = 0;
+};
+
+MoeShape shape_of(const LayerCase& c) {
+  MoeShape shape;
+  shape.num_experts = c.num_experts;
+  shape.top_k = c.top_k;
+  shape.hidden = c.hidden;
+  shape.intermediate = c.intermediate;
+  return shape;
+}
+
+// Host inputs of one layer plus their device copies; the routing can be swapped in place
+// (same T), which is what a captured graph sees between replays.
+class LayerProblem {
+ public:
+  LayerProblem(const LayerCase& c, uint64_t seed) : case_(c), shape_(shape_of(c)) {
+    hidden_stride_ = c.hidden_row_stride ? c.hidden_row_stride : c.hidden;
+    out_stride_ = c.out_row_stride ? c.out_row_stride : c.hidden;
+    hidden_.resize(static_cast<size_t>(std::max(c.num_tokens, 1)) * hidden_stride_);
+    w13_.resize(static_cast<size_t>(c.num_experts) * 2 * c.intermediate * c.hidden);
+    w2_.resize(static_cast<size_t>(c.num_experts) * c.hidden * c.intermediate);
+    workloads::fill_random_bf16(hidden_, seed, 1.0f);
+    workloads::fill_random_bf16(w13_, seed + 1, 1.0f / std::sqrt(static_cast<float>(c.hidden)));
+    workloads::fill_random_bf16(w2_, seed + 2,
+                                1.0f / std::sqrt(static_cast<float>(c.intermediate)));
+    d_hidden_ = to_device(hidden_);
+    d_w13_ = to_device(w13_);
+    d_w2_ = to_device(w2_);
+    d_ids_ = DeviceBuffer(std::max<size_t>(sizeof(int32_t) * c.num_tokens * c.top_k, 16));
+    d_weights_ = DeviceBuffer(std::max<size_t>(sizeof(float) * c.num_tokens * c.top_k, 16));
+    d_out_ = DeviceBuffer(std::max<size_t>(sizeof(bf16) * c.num_tokens * out_stride_, 16));
+    workspace_bytes_ = cuda::moe_layer_workspace_bytes(shape_, c.num_tokens);
+    workspace_ = DeviceBuffer(workspace_bytes_);
+    set_routing(c.routing, seed + 3);
+  }
+
+  void set_routing(const std::string& name, uint64_t seed) {
+    workloads::RoutingSpec spec;
+    ASSERT_TRUE(workloads::RoutingSpec::parse(name, &spec)) << name;
+    routing_ = workloads::generate_routing(spec, case_.num_tokens, case_.num_experts,
+                                           case_.top_k, seed);
+    set_routing_values(routing_.topk_ids, routing_.topk_weights);
+  }
+
+  void set_routing_values(const std::vector<int32_t>& ids, const std::vector<float>& weights) {
+    routing_.topk_ids = ids;
+    routing_.topk_weights = weights;
+    if (ids.empty()) return;
+    cudaMemcpy(d_ids_.as(), ids.data(), sizeof(int32_t) * ids.size(), cudaMemcpyHostToDevice);
+    cudaMemcpy(d_weights_.as(), weights.data(), sizeof(float) * weights.size(),
+               cudaMemcpyHostToDevice);
+  }
+
+  void poison_output() { cudaMemset(d_out_.as(), kPoisonByte, d_out_.bytes()); }
+
+  MoeLayerArgs device_args() const {
+    MoeLayerArgs args;
+    args.num_tokens = case_.num_tokens;
+    args.hidden = d_hidden_.as<bf16>();
+    args.hidden_row_stride = case_.hidden_row_stride;
+    args.w13 = d_w13_.as<bf16>();
+    args.w2 = d_w2_.as<bf16>();
+    args.topk_ids = d_ids_.as<int32_t>();
+    args.topk_weights = d_weights_.as<float>();
+    args.out = d_out_.as<bf16>();
+    args.out_row_stride = case_.out_row_stride;
+    return args;
+  }
+
+  Status run(cudaStream_t stream, const cuda::CudaOptions& options = {}) {
+    return cuda::moe_layer(shape_, device_args(), workspace_.as(), workspace_bytes_, stream,
+                           options);
+  }
+
+  // The [T, H] output, without the row-stride gap.
+  std::vector<bf16> output() const {
+    const std::vector<bf16> strided =
+        to_host<bf16>(d_out_.as(), static_cast<size_t>(case_.num_tokens) * out_stride_);
+    std::vector<bf16> dense(static_cast<size_t>(case_.num_tokens) * case_.hidden);
+    for (int32_t t = 0; t < case_.num_tokens; ++t) {
+      std::memcpy(&dense[static_cast<size_t>(t) * case_.hidden], &strided[t * out_stride_],
+                  sizeof(bf16) * case_.hidden);
+    }
+    return dense;
+  }
+
+  std::vector<double> reference() const {
+    MoeLayerArgs args;
+    args.num_tokens = case_.num_tokens;
+    args.hidden = hidden_.data();
+    args.hidden_row_stride = case_.hidden_row_stride;
+    args.w13 = w13_.data();
+    args.w2 = w2_.data();
+    args.topk_ids = routing_.topk_ids.data();
+    args.topk_weights = routing_.topk_weights.data();
+    return cpu::reference_moe_layer(shape_, args);
+  }
+
+  Status routing_status(cudaStream_t stream) const {
+    return cuda::read_routing_status(workspace_.as(), case_.num_experts, case_.num_tokens,
+                                     case_.top_k, d_ids_.as<int32_t>(), d_weights_.as<float>(),
+                                     stream);
+  }
+
+  const MoeShape& shape() const { return shape_; }
+  const workloads::Routing& routing() const { return routing_; }
+  void* workspace() const { return workspace_.as(); }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+
+ private:
+  LayerCase case_;
+  MoeShape shape_;
+  int64_t hidden_stride_ = 0, out_stride_ = 0;
+  std::vector<bf16> hidden_, w13_, w2_;
+  workloads::Routing routing_;
+  DeviceBuffer d_hidden_, d_w13_, d_w2_, d_ids_, d_weights_, d_out_, workspace_;
+  size_t workspace_bytes_ = 0;
+};
+
+std::string describe(const LayerCase& c) {
+  return std::string(c.routing) + " T=" + std::to_string(c.num_tokens) +
+         " E=" + std::to_string(c.num_experts) + " k=" + std::to_string(c.top_k) +
+         " H=" + std::to_string(c.hidden) + " I=" + std::to_string(c.intermediate);
+}
+
+const LayerCase kLayerCases[] = {
+    {"uniform", 1, 8, 2, 256, 128},               // decode: one token
+    {"uniform", 37, 8, 2, 512, 256},              // swapped configs, ragged tails
+    {"zipf1.5", 256, 64, 8, 512, 256},            // skewed: several configs in one launch
+    {"worst", 300, 64, 8, 256, 192},              // hot experts plus 1-token experts
+    {"balanced", 1024, 16, 2, 256, 128},          // busy experts: normal 128-row tiles
+    {"uniform", 77, 16, 4, 256, 128, 384, 320},   // row strides on hidden and out
+};
+
+TEST(CudaLayer, MatchesCpuReference) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  for (const LayerCase& c : kLayerCases) {
+    LayerProblem problem(c, 100);
+    problem.poison_output();
+    const Status status = problem.run(nullptr);
+    ASSERT_TRUE(status.is_ok()) << describe(c) << ": " << status.to_string();
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    EXPECT_TRUE(problem.routing_status(nullptr).is_ok());
+    const double error = cpu::relative_frobenius_error(problem.output(), problem.reference());
+    EXPECT_LE(error, kLayerTolerance) << describe(c);
+  }
+}
+
+TEST(CudaLayer, EveryForcedConfigMatchesCpuReference) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const LayerCase c{"zipf1.0", 200, 16, 4, 512, 256};
+  LayerProblem problem(c, 200);
+  const std::vector<double> want = problem.reference();
+  for (int32_t config = 0; config < dispatch::kNumBuiltinConfigs; ++config) {
+    for (const ExpertOrder order : {ExpertOrder::kIdentity, ExpertOrder::kHalfInterval,
+                                    ExpertOrder::kLongestFirst}) {
+      cuda::CudaOptions options;
+      options.forced_config = config;
+      options.order = order;
+      problem.poison_output();
+      ASSERT_TRUE(problem.run(nullptr, options).is_ok());
+      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+      EXPECT_LE(cpu::relative_frobenius_error(problem.output(), want), kLayerTolerance)
+          << "config " << config << " order " << expert_order_name(order);
+    }
+  }
+}
+
+TEST(CudaLayer, BitwiseDeterministic) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"zipf1.0", 500, 64, 8, 512, 256}, 300);
+  std::vector<bf16> first;
+  for (int run = 0; run < 3; ++run) {
+    problem.poison_output();
+    ASSERT_TRUE(problem.run(nullptr).is_ok());
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    const std::vector<bf16> out = problem.output();
+    if (run == 0) {
+      first = out;
+      continue;
+    }
+    ASSERT_EQ(std::memcmp(first.data(), out.data(), sizeof(bf16) * out.size()), 0)
+        << "run " << run << " differs from run 0";
+  }
+}
+
+// The graph is captured once; between replays only the routing buffers change (same T), as in
+// an inference engine. Each replay must follow its own routing.
+TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"uniform", 96, 32, 4, 512, 256}, 400);
+  cudaStream_t stream;
+  RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const Status captured = problem.run(stream);
+  cudaGraph_t graph = nullptr;
+  RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_TRUE(captured.is_ok()) << captured.to_string();
+  cudaGraphExec_t exec;
+  RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+
+  const char* routings[] = {"zipf1.5", "hot", "balanced", "worst", "uniform"};
+  for (size_t replay = 0; replay < std::size(routings); ++replay) {
+    problem.set_routing(routings[replay], 500 + replay);
+    problem.poison_output();
+    RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    RAMP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(problem.routing_status(stream).is_ok());
+    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+              kLayerTolerance)
+        << "replay " << replay << " (" << routings[replay] << ")";
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+TEST(CudaLayer, BadRoutingGivesTheHostStatusWithoutACrash) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"uniform", 64, 16, 4, 256, 128}, 600);
+  struct Corruption {
+    const char* name;
+    int32_t id_slot, id;
+    int32_t weight_slot;
+    float weight;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Corruption corruptions[] = {
+      {"id = E", 41, 16, -1, 0.0f},
+      {"id = -5", 3, -5, -1, 0.0f},
+      {"NaN weight", -1, 0, 17, nan},
+      {"id after a bad weight", 200, 1 << 30, 2, std::numeric_limits<float>::infinity()},
+  };
+  for (const Corruption& corruption : corruptions) {
+    problem.set_routing("uniform", 601);
+    std::vector<int32_t> ids = problem.routing().topk_ids;
+    std::vector<float> weights = problem.routing().topk_weights;
+    if (corruption.id_slot >= 0) ids[corruption.id_slot] = corruption.id;
+    if (corruption.weight_slot >= 0) weights[corruption.weight_slot] = corruption.weight;
+    problem.set_routing_values(ids, weights);
+    const Status want =
+        validate_routing_values(ids.data(), weights.data(), 64, 4, problem.shape().num_experts);
+    ASSERT_FALSE(want.is_ok());
+
+    ASSERT_TRUE(problem.run(nullptr).is_ok()) << "value errors are reported on the device";
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    const Status got = problem.routing_status(nullptr);
+    EXPECT_EQ(got.code(), want.code()) << corruption.name;
+    EXPECT_EQ(got.message(), want.message()) << corruption.name;
+  }
+}
+
+TEST(CudaLayer, StructuralErrorsReturnBeforeAnyLaunch) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"uniform", 16, 8, 2, 256, 128}, 700);
+  const MoeShape shape = problem.shape();
+
+  MoeLayerArgs args = problem.device_args();
+  args.hidden = nullptr;
+  EXPECT_EQ(cuda::moe_layer(shape, args, problem.workspace(), problem.workspace_bytes(), nullptr)
+                .code(),
+            validate_layer_args(shape, args).code());
+
+  args = problem.device_args();
+  args.out = reinterpret_cast<bf16*>(reinterpret_cast<char*>(args.out) + 2);
+  EXPECT_EQ(cuda::moe_layer(shape, args, problem.workspace(), problem.workspace_bytes(), nullptr)
+                .code(),
+            ErrorCode::kMisaligned);
+
+  args = problem.device_args();
+  EXPECT_EQ(cuda::moe_layer(shape, args, problem.workspace(), problem.workspace_bytes() - 256,
+                            nullptr)
+                .code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(cuda::moe_layer(shape, args, nullptr, problem.workspace_bytes(), nullptr).code(),
+            ErrorCode::kInvalidArgument);
+
+  MoeShape too_many_experts = shape;
+  too_many_experts.num_experts = 5000;
+  EXPECT_EQ(cuda::moe_layer(too_many_experts, args, problem.workspace(),
+                            cuda::moe_layer_workspace_bytes(too_many_experts, 16), nullptr)
+                .code(),
+            ErrorCode::kUnsupportedShape);
+
+  MoeShape ragged = shape;
+  ragged.hidden = 100;
+  EXPECT_EQ(cuda::moe_layer(ragged, args, problem.workspace(), problem.workspace_bytes(), nullptr)
+                .code(),
+            ErrorCode::kUnsupportedShape);
+  RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+}
+
+TEST(CudaLayer, ZeroTokensLaunchNothingAndSucceed) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"uniform", 0, 8, 2, 256, 128}, 800);
+  MoeLayerArgs args = problem.device_args();
+  args.hidden = nullptr;
+  args.topk_ids = nullptr;
+  args.topk_weights = nullptr;
+  args.out = nullptr;
+  EXPECT_TRUE(cuda::moe_layer(problem.shape(), args, nullptr, 0, nullptr).is_ok());
+  EXPECT_TRUE(cuda::read_routing_status(nullptr, 8, 0, 2, nullptr, nullptr, nullptr).is_ok());
+
+  GroupedGemmArgs gemm;
+  gemm.top_k = 2;
+  gemm.num_experts = 8;
+  gemm.out_features = 128;
+  gemm.in_features = 128;
+  gemm.w = args.w13;
+  EXPECT_TRUE(cuda::grouped_gemm(gemm, nullptr, 0, nullptr).is_ok());
+}
+
+TEST(CudaGroupedGemm, MatchesCpuReferenceAndIsDeterministic) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  struct GemmCase {
+    const char* routing;
+    int32_t num_tokens, num_experts, top_k, out_features, in_features;
+  };
+  const GemmCase cases[] = {{"uniform", 5, 8, 2, 256, 128},
+                            {"zipf1.5", 300, 32, 4, 384, 256},
+                            {"worst", 200, 64, 8, 512, 512}};
+  for (const GemmCase& c : cases) {
+    workloads::RoutingSpec spec;
+    ASSERT_TRUE(workloads::RoutingSpec::parse(c.routing, &spec));
+    const workloads::Routing routing =
+        workloads::generate_routing(spec, c.num_tokens, c.num_experts, c.top_k, 900);
+    std::vector<bf16> x(static_cast<size_t>(c.num_tokens) * c.in_features);
+    std::vector<bf16> w(static_cast<size_t>(c.num_experts) * c.out_features * c.in_features);
+    workloads::fill_random_bf16(x, 901, 1.0f);
+    workloads::fill_random_bf16(w, 902, 1.0f / std::sqrt(static_cast<float>(c.in_features)));
+    const int32_t num_slots = c.num_tokens * c.top_k;
+
+    GroupedGemmArgs host;
+    host.num_tokens = c.num_tokens;
+    host.top_k = c.top_k;
+    host.num_experts = c.num_experts;
+    host.out_features = c.out_features;
+    host.in_features = c.in_features;
+    host.x = x.data();
+    host.w = w.data();
+    host.topk_ids = routing.topk_ids.data();
+    const std::vector<double> want = cpu::reference_grouped_gemm(host);
+
+    DeviceBuffer d_x = to_device(x), d_w = to_device(w), d_ids = to_device(routing.topk_ids);
+    DeviceBuffer d_y(sizeof(bf16) * num_slots * c.out_features);
+    const size_t workspace_bytes =
+        cuda::grouped_gemm_workspace_bytes(c.num_experts, c.num_tokens, c.top_k);
+    DeviceBuffer workspace(workspace_bytes);
+    GroupedGemmArgs device = host;
+    device.x = d_x.as<bf16>();
+    device.w = d_w.as<bf16>();
+    device.topk_ids = d_ids.as<int32_t>();
+    device.y = d_y.as<bf16>();
+
+    std::vector<bf16> first;
+    for (int run = 0; run < 2; ++run) {
+      cudaMemset(d_y.as(), kPoisonByte, d_y.bytes());
+      const Status status = cuda::grouped_gemm(device, workspace.as(), workspace_bytes, nullptr);
+      ASSERT_TRUE(status.is_ok()) << c.routing << ": " << status.to_string();
+      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+      const std::vector<bf16> y = to_host<bf16>(d_y.as(), static_cast<size_t>(num_slots) * c.out_features);
+      if (run == 0) {
+        EXPECT_LE(cpu::relative_frobenius_error(y, want), kGemmTolerance) << c.routing;
+        first = y;
+      } else {
+        EXPECT_EQ(std::memcmp(first.data(), y.data(), sizeof(bf16) * y.size()), 0) << c.routing;
+      }
+    }
+    EXPECT_TRUE(cuda::read_routing_status(workspace.as(), c.num_experts, c.num_tokens, c.top_k,
+                                          d_ids.as<int32_t>(), nullptr, nullptr)
+                    .is_ok());
+  }
+}
+
+}  // namespace
+}  // namespace ramp
