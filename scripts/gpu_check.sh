@@ -102,6 +102,11 @@ fi
 grep -h '\[ latency \]' "$OUT/gpu_tests.log" 2>/dev/null | sed 's/^.*\[ latency \] //' |
   while read -r line; do record latency "" "$line"; done
 
+# The README's main job, on the GPU: one olmoe-1b-7b layer, verified against fp64.
+if wants tests && [ -x "$RAMP" ]; then
+  run_step main-job "$OUT/gpu_tests.log" "$RAMP" run --backend cuda
+fi
+
 # 3. compute-sanitizer on small cases.
 if wants sanitizers && [ -x "$TEST_BINARY" ]; then
   run_step sanitizer-memcheck "$OUT/sanitizer.log" \
