@@ -15,9 +15,10 @@
 #   - only carried binaries (no CMakeCache) -> no build; the test binary runs one process per
 #                                              suite instead of ctest
 #   - anything else                         -> fresh configure (Ninja, Release) and build
-# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers bench; default all),
+# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers python bench; default all),
 # RAMP_MEMCHECK_FILTER / RAMP_RACECHECK_FILTER (gtest filters), RAMP_BENCH_ARGS (replaces the
-# default `ramp bench gemm` + `ramp bench layer` runs).
+# default `ramp bench gemm` + `ramp bench layer` runs), RAMP_BENCH_LAYER_ARGS (extra options of
+# the default layer run, e.g. "--models all --tokens all" for the whole matrix).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +26,14 @@ OUT=${OUT:-$PWD/out/gpu_check}
 BUILD=${RAMP_BUILD_DIR:-build-gpu}
 JOBS=$(nproc)
 TEST_BINARY=$BUILD/tests/ramp_gpu_tests
+API_TEST_BINARY=$BUILD/tests/ramp_api_gpu_tests
 RAMP=$BUILD/tools/ramp
 # Small cases that still reach every kernel: both prep paths (one CTA and chunked), bad ids,
 # the layer and the grouped GEMM.
 MEMCHECK_FILTER=${RAMP_MEMCHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.MatchesCpuReference:CudaLayer.BadRouting*:CudaGroupedGemm.*'}
 # racecheck instruments every shared-memory access: the prep kernels and one small layer.
 RACECHECK_FILTER=${RAMP_RACECHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.BadRouting*'}
-STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers bench} "
+STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python bench} "
 wants() { [[ "$STEPS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -102,6 +104,12 @@ fi
 grep -h '\[ latency \]' "$OUT/gpu_tests.log" 2>/dev/null | sed 's/^.*\[ latency \] //' |
   while read -r line; do record latency "" "$line"; done
 
+# The public C++ API on the device (its own binary: it links the bundled library). ctest
+# already ran it when the tree was configured here.
+if wants tests && [ ! -f "$BUILD/CTestTestfile.cmake" ] && [ -x "$API_TEST_BINARY" ]; then
+  run_step api-gpu-tests "$OUT/gpu_tests.log" timeout 300 "$API_TEST_BINARY"
+fi
+
 # The README's main job, on the GPU: one olmoe-1b-7b layer, verified against fp64.
 if wants tests && [ -x "$RAMP" ]; then
   run_step main-job "$OUT/gpu_tests.log" "$RAMP" run --backend cuda
@@ -117,6 +125,16 @@ if wants sanitizers && [ -x "$TEST_BINARY" ]; then
     "$TEST_BINARY" --gtest_filter="$RACECHECK_FILTER"
 fi
 
+# 3b. The Python package, built here against this machine's python3 and torch (no network:
+# --no-build-isolation uses the installed nanobind and scikit-build-core), then its tests,
+# the CUDA ones included. Installed under /tmp: nothing is left in the tree.
+if wants python; then
+  run_step python-build "$OUT/python.log" timeout 420 env RAMP_ENABLE_CUDA=ON \
+    CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/ramp_py . &&
+    run_step python-tests "$OUT/python.log" env PYTHONPATH=/tmp/ramp_py \
+      python3 -m pytest -q -p no:cacheprovider python/tests
+fi
+
 # 4. Benchmark, when the command line has one. Results JSON go to $OUT (the device machine
 # keeps nothing); copy them to bench/results/ by hand.
 if wants bench && [ -x "$RAMP" ]; then
@@ -126,7 +144,9 @@ if wants bench && [ -x "$RAMP" ]; then
       run_step bench "$OUT/bench.log" "$RAMP" bench ${RAMP_BENCH_ARGS}
     else
       run_step bench-gemm "$OUT/bench.log" "$RAMP" bench gemm --out "$OUT/bench_gemm.json"
-      run_step bench-layer "$OUT/bench.log" "$RAMP" bench layer --out "$OUT/bench_layer.json"
+      # shellcheck disable=SC2086  # RAMP_BENCH_LAYER_ARGS is a list of words
+      run_step bench-layer "$OUT/bench.log" "$RAMP" bench layer --out "$OUT/bench_layer.json" \
+        ${RAMP_BENCH_LAYER_ARGS:-}
     fi
     tail -n 30 "$OUT/bench.log"
   else
