@@ -102,25 +102,14 @@ __device__ void consumer_loop(const KernelParams& params, uint8_t* ring,
                               int consumer_wg) {
   const uint32_t rank = ptx::cluster_cta_rank();
   ConsumerCursor cursor;
-  int32_t previous_config = -1;
-  bool previous_multicast = false;
-  const int32_t tiles = total_tiles(params);
-  const int32_t units = ceil_div(tiles, kClusterSize);
-  const int32_t clusters = static_cast<int32_t>(gridDim.x) / kClusterSize;
-  for (int32_t unit = static_cast<int32_t>(blockIdx.x) / kClusterSize; unit < units;
-       unit += clusters) {
-    const UnitWork unit_tile = unit_work(params, unit, rank, tiles);
-    const bool enter_multicast = unit_tile.multicast && !previous_multicast;
-    previous_multicast = unit_tile.multicast;
-    if (!unit_tile.has_tile) continue;
-    const TaskOfTile& work = unit_tile.work;
-    if (work.task.config != previous_config || enter_multicast) {
-      cursor.restart();  // mirrors the producer's drain: the ring starts again at slot 0
-      previous_config = work.task.config;
-    }
-    dispatch_config(work.task.config, [&](auto config) {
-      consume_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, work,
-                                                       unit_tile.multicast, staging, consumer_wg);
+  TileScheduler schedule(params, rank);
+  ScheduleStep step;
+  while (schedule.next(step)) {
+    // Mirrors the producer's drain: the ring starts again at slot 0.
+    if (step.restart) cursor.restart();
+    dispatch_config(step.work.task.config, [&](auto config) {
+      consume_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work,
+                                                       step.multicast, staging, consumer_wg);
     });
   }
   // Bulk row stores still in flight must finish before the CTA (and its shared memory) ends.

@@ -219,26 +219,14 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
   const uint32_t rank = ptx::cluster_cta_rank();
   ProducerCursor cursor;
   PairHandoff handoff;
-  int32_t previous_config = -1;
-  bool previous_multicast = false;
-  const int32_t tiles = total_tiles(params);
-  const int32_t units = ceil_div(tiles, kClusterSize);
-  const int32_t clusters = static_cast<int32_t>(gridDim.x) / kClusterSize;
-  for (int32_t unit = static_cast<int32_t>(blockIdx.x) / kClusterSize; unit < units;
-       unit += clusters) {
-    const UnitWork unit_tile = unit_work(params, unit, rank, tiles);
-    const bool enter_multicast = unit_tile.multicast && !previous_multicast;
-    previous_multicast = unit_tile.multicast;
-    if (!unit_tile.has_tile) continue;
-    const TaskOfTile& work = unit_tile.work;
-    if (work.task.config != previous_config || enter_multicast) {
-      cursor.drain(barriers);
-      previous_config = work.task.config;
-    }
-    if (enter_multicast && threadIdx.x == 0) handoff.meet(barriers, rank ^ 1);
-    dispatch_config(work.task.config, [&](auto config) {
-      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, work,
-                                                       unit_tile.multicast, rank);
+  TileScheduler schedule(params, rank);
+  ScheduleStep step;
+  while (schedule.next(step)) {
+    if (step.restart) cursor.drain(barriers);
+    if (step.enter_multicast && threadIdx.x == 0) handoff.meet(barriers, rank ^ 1);
+    dispatch_config(step.work.task.config, [&](auto config) {
+      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work,
+                                                       step.multicast, rank);
     });
   }
 }

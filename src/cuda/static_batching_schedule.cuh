@@ -96,4 +96,55 @@ __device__ __forceinline__ UnitWork unit_work(const KernelParams& params, int32_
   return result;
 }
 
+// One step of a CTA's walk: a tile this CTA computes, and what the ring must do before it.
+struct ScheduleStep {
+  TaskOfTile work;
+  bool multicast;        // the tile's weight stages are multicast within the pair
+  bool enter_multicast;  // first unit of a multicast stretch: the pair's producers meet first
+  bool restart;          // the ring starts again at slot 0 (config change or enter_multicast)
+};
+
+// The persistent walk over units, written once so that the producer and the consumers of a CTA
+// cannot disagree on the tile order or on where the ring restarts. Every warp walks it on its
+// own (see the top of this file).
+class TileScheduler {
+ public:
+  __device__ __forceinline__ TileScheduler(const KernelParams& params, uint32_t rank)
+      : params_(params),
+        rank_(rank),
+        tiles_(total_tiles(params)),
+        units_(ceil_div(tiles_, kClusterSize)),
+        clusters_(static_cast<int32_t>(gridDim.x) / kClusterSize),
+        unit_(static_cast<int32_t>(blockIdx.x) / kClusterSize) {}
+
+  // Warp-collective. False once the walk is over. Units without a tile for this CTA are passed
+  // over, but still end a multicast stretch.
+  __device__ __forceinline__ bool next(ScheduleStep& step) {
+    for (; unit_ < units_; unit_ += clusters_) {
+      const UnitWork unit = unit_work(params_, unit_, rank_, tiles_);
+      const bool enter_multicast = unit.multicast && !previous_multicast_;
+      previous_multicast_ = unit.multicast;
+      if (!unit.has_tile) continue;
+      step.work = unit.work;
+      step.multicast = unit.multicast;
+      step.enter_multicast = enter_multicast;
+      step.restart = unit.work.task.config != previous_config_ || enter_multicast;
+      previous_config_ = unit.work.task.config;
+      unit_ += clusters_;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  const KernelParams& params_;
+  uint32_t rank_;
+  int32_t tiles_;
+  int32_t units_;
+  int32_t clusters_;
+  int32_t unit_;
+  int32_t previous_config_ = -1;
+  bool previous_multicast_ = false;
+};
+
 }  // namespace ramp::cuda::detail

@@ -16,6 +16,7 @@
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
 #include "dispatch/config_selection.h"
+#include "gpu_test_support.h"
 #include "ramp/bf16.h"
 #include "workloads/routing.h"
 
@@ -24,46 +25,12 @@ namespace {
 
 using cuda::GemmEpilogue;
 using cuda::StaticBatchedGemm;
-
-bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-#define SKIP_WITHOUT_DEVICE()                                   \
-  do {                                                          \
-    if (!have_device()) GTEST_SKIP() << "no CUDA device";       \
-  } while (0)
-
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes > 0 && cudaMalloc(&data_, bytes) != cudaSuccess) data_ = nullptr;
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(bytes_, other.bytes_);
-    return *this;
-  }
-  ~DeviceBuffer() { cudaFree(data_); }
-  template <class T>
-  T* as() const { return static_cast<T*>(data_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
+using testing::DeviceBuffer;
 
 template <class T>
 void upload(DeviceBuffer& buffer, const std::vector<T>& host) {
-  ASSERT_CUDA(cudaMemcpy(buffer.as<void>(), host.data(), host.size() * sizeof(T),
-                         cudaMemcpyHostToDevice));
+  RAMP_ASSERT_CUDA(cudaMemcpy(buffer.as<void>(), host.data(), host.size() * sizeof(T),
+                              cudaMemcpyHostToDevice));
 }
 template <class T>
 std::vector<T> download(const DeviceBuffer& buffer, size_t count) {
@@ -76,7 +43,8 @@ std::vector<T> download(const DeviceBuffer& buffer, size_t count) {
 // 0x7fc0 (bf16 NaN) in every element; fp32 buffers read it as NaN too (0x7fc07fc0).
 void poison(DeviceBuffer& buffer) {
   std::vector<uint16_t> nan(buffer.bytes() / 2, 0x7fc0);
-  ASSERT_CUDA(cudaMemcpy(buffer.as<void>(), nan.data(), nan.size() * 2, cudaMemcpyHostToDevice));
+  RAMP_ASSERT_CUDA(
+      cudaMemcpy(buffer.as<void>(), nan.data(), nan.size() * 2, cudaMemcpyHostToDevice));
 }
 
 // A host plan copied into a device workspace, with views at the plan_layout offsets.
@@ -90,7 +58,8 @@ struct DevicePlan {
 void upload_plan(const Plan& plan, int32_t num_experts, int32_t top_k, DevicePlan* out) {
   const auto host = plan.bytes();
   out->bytes = DeviceBuffer(host.size());
-  ASSERT_CUDA(cudaMemcpy(out->bytes.as<void>(), host.data(), host.size(), cudaMemcpyHostToDevice));
+  RAMP_ASSERT_CUDA(
+      cudaMemcpy(out->bytes.as<void>(), host.data(), host.size(), cudaMemcpyHostToDevice));
   const int32_t slots = plan.routing().num_slots;
   const PlanLayout layout = plan_layout(num_experts, slots, plan.num_gemms());
   char* base = out->bytes.as<char>();
@@ -258,7 +227,7 @@ void check_grouped(const GroupedCase& c) {
 class GroupedGemmTest : public ::testing::TestWithParam<GroupedCase> {};
 
 TEST_P(GroupedGemmTest, MatchesReference) {
-  SKIP_WITHOUT_DEVICE();
+  RAMP_SKIP_WITHOUT_DEVICE();
   check_grouped(GetParam());
 }
 
@@ -303,7 +272,7 @@ INSTANTIATE_TEST_SUITE_P(Sweep, GroupedGemmTest, ::testing::ValuesIn(sweep_cases
                          [](const auto& info) { return case_name(info.param); });
 
 TEST(StaticBatchedGemm, DeterministicAcrossRuns) {
-  SKIP_WITHOUT_DEVICE();
+  RAMP_SKIP_WITHOUT_DEVICE();
   const GroupedCase c{64, 1000, 8, "zipf1.0", kMixedConfigs, 512, 256};
   const workloads::Routing routing = make_routing(c.routing, c.tokens, c.experts, c.top_k, 5);
   Plan plan;
@@ -318,7 +287,7 @@ TEST(StaticBatchedGemm, DeterministicAcrossRuns) {
 }
 
 TEST(StaticBatchedGemm, RejectsUntileableShapes) {
-  SKIP_WITHOUT_DEVICE();
+  RAMP_SKIP_WITHOUT_DEVICE();
   DeviceBuffer dummy(4096);
   StaticBatchedGemm gemm{};
   gemm.epilogue = GemmEpilogue::kStoreBySlot;
@@ -366,7 +335,7 @@ double silu(double x) { return x / (1.0 + std::exp(-x)); }
 class LayerGemmTest : public ::testing::TestWithParam<LayerCase> {};
 
 TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
-  SKIP_WITHOUT_DEVICE();
+  RAMP_SKIP_WITHOUT_DEVICE();
   const LayerCase& c = GetParam();
   const int32_t H = c.hidden, I = c.intermediate, E = c.experts, k = c.top_k;
   const uint64_t seed = 31ull * E + 1009ull * c.tokens + c.config_mode + 3;
@@ -436,7 +405,7 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   ASSERT_TRUE(status1.is_ok()) << status1.to_string();
   const Status status2 = cuda::launch_static_batched_gemm(gemm2, nullptr);
   ASSERT_TRUE(status2.is_ok()) << status2.to_string();
-  ASSERT_CUDA(cudaDeviceSynchronize());
+  RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
   if (S == 0) return;
 
   const std::vector<bf16> inter = download<bf16>(inter_dev, static_cast<size_t>(S) * I);
