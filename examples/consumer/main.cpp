@@ -2,6 +2,7 @@
 // backend, checked against a naive fp64 evaluation of the contract written here, then one bad
 // call checked for its error. Exit 0 = the package works.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
@@ -76,10 +77,14 @@ int main() {
   args.topk_weights = weights.data();
   args.out = out.data();
 
+  // The CPU backend wants its workspace 64-byte aligned; a vector of aligned lines gives that.
+  struct alignas(64) CacheLine {
+    std::byte bytes[64];
+  };
   const size_t bytes = ramp::fused_moe_workspace_bytes(shape, kTokens, ramp::Backend::kCpu);
-  std::vector<std::byte> workspace(bytes);
-  const ramp::Status status = ramp::fused_moe(shape, args, ramp::Backend::kCpu,
-                                              bytes ? workspace.data() : nullptr, bytes);
+  std::vector<CacheLine> workspace(bytes / sizeof(CacheLine) + 1);
+  const ramp::Status status =
+      ramp::fused_moe(shape, args, ramp::Backend::kCpu, workspace.data(), bytes);
   if (!status.is_ok()) {
     std::fprintf(stderr, "fused_moe failed: %s\n", status.to_string().c_str());
     return 1;

@@ -17,11 +17,21 @@
 //   kAuto  kCuda when this build has it and a device is present, else kCpu. Resolved once, when
 //          the MoeLayer is constructed (or per fused_moe call); backend() says which was chosen.
 //
-// Workspace: the caller owns it. workspace_bytes(max_tokens) is enough for every call with
-// T <= max_tokens. On kCuda it must be device memory, 256-byte aligned (cudaMalloc's is). On
-// kCpu workspace_bytes() is currently 0 and workspace may be null: the CPU backend allocates its
-// scratch (T*k*(2*I + 4*H) bytes) and starts its threads inside each run() — it is the
-// correctness and portability backend, not the hot path.
+// Workspace: the caller owns it, on both backends. workspace_bytes(max_tokens) is enough for
+// every call with T <= max_tokens. A call with T = 0 uses none and may pass null.
+//   kCuda  device memory, 256-byte aligned (cudaMalloc's is).
+//   kCpu   host memory, 64-byte aligned (a cache line: use std::aligned_alloc(64, ...) or a
+//          vector of alignas(64) elements; malloc and std::vector<std::byte> promise only 16).
+//          About T*k*(2*I + 4*H) bytes: the bf16 intermediate and the fp32 slot outputs.
+// Its contents before run() do not matter.
+//
+// What a kCpu MoeLayer allocates: plan() builds the routing and tile schedule in host memory
+// (std::vector storage, freshly allocated by every plan()). run() allocates nothing and starts
+// no thread, except that the first run() starts the layer's worker threads (cpu_threads - 1 of
+// them: the thread calling run() works too), which live until the layer is destroyed, and each
+// thread's tile-packing buffers grow, once, the first time it meets a tile larger than any it
+// has packed before (with a fixed shape and config set they stop growing after the first runs).
+// fused_moe() on kCpu additionally plans and starts and joins its threads on every call.
 //
 // Bad input (every entry point returns a Status; nothing throws, nothing aborts):
 //   * Structural errors — shape (E < 1, k outside [1, E], H or I not a positive multiple of 64),
@@ -61,7 +71,8 @@ bool cuda_device_available();
 Status resolve_backend(Backend requested, Backend* resolved);
 
 struct MoeLayerOptions {
-  // kCpu: worker threads per run(); 0 = all cores.
+  // kCpu: threads that execute run(), the calling thread included; 0 = all cores. Started by
+  // the first run() and kept until the layer is destroyed.
   int32_t cpu_threads = 0;
   // SM count the tile schedule is planned for; 0 = the current device's (kCuda) or 132 (kCpu,
   // an H100's, so the CPU executes the schedule the GPU would).
@@ -89,8 +100,8 @@ class MoeLayer {
   const MoeShape& shape() const;
   Backend backend() const;  // the resolved backend: kCpu or kCuda (kAuto only if status() failed)
 
-  // Bytes of workspace run() needs for any T <= max_tokens (0 on kCpu, see above; 0 when
-  // status() is an error or max_tokens < 0).
+  // Bytes of workspace run() needs for any T <= max_tokens (see "Workspace" above; 0 when
+  // status() is an error or max_tokens < 0, and on kCpu when max_tokens = 0).
   size_t workspace_bytes(int32_t max_tokens) const;
 
   // Prepares the routing of the next run(). topk_ids is [T, k] in the backend's memory.
@@ -104,7 +115,8 @@ class MoeLayer {
   // Runs the layer for the routing of the last plan(): args.num_tokens and args.topk_ids must be
   // the ones given to plan() (kInvalidArgument otherwise; on kCpu the ids' values must also be
   // unchanged). `stream` is a cudaStream_t on kCuda, ignored on kCpu. workspace may be null when
-  // workspace_bytes() is 0.
+  // workspace_bytes(args.num_tokens) is 0; a null, misaligned or short workspace is an error
+  // returned before anything is written.
   Status run(const MoeLayerArgs& args, void* workspace, size_t workspace_bytes,
              void* stream = nullptr);
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 
 from . import _C
 
@@ -35,6 +36,10 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
     (and, on CUDA, ``workspace`` of workspace_bytes(...) bytes, 256-byte aligned, and ``stream``).
     torch CUDA workspaces come from torch.empty and are cached per (device, stream), except
     during CUDA graph capture, where each call gets its own (owned by the graph's pool).
+    CPU workspaces (workspace_bytes(..., backend="cpu") bytes, 64-byte aligned) come from
+    torch.empty for torch inputs, NumPy otherwise, and are cached per Python thread; pass
+    ``workspace`` to use your own. Each call still plans the routing and starts the CPU
+    backend's ``num_threads`` threads (a C++ ramp::MoeLayer keeps its threads across calls).
 
     Raises ValueError naming the first offending argument or element (bad id, non-finite weight,
     shape, dtype, stride, alignment), RuntimeError for CUDA / device errors. On CUDA, bad ids and
@@ -69,6 +74,8 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
             raise ValueError("out= is required for arrays other than torch tensors and NumPy "
                              "arrays: pass a [T, H] bf16 array on hidden_states' device")
         out = numpy.empty(hidden_states.shape, dtype=hidden_states.dtype)
+    if not on_cuda and workspace is None:
+        workspace = _cpu_workspace(torch, hidden_states, w1, topk_ids)
     if torch is None and on_cuda and workspace is None and _num_tokens(hidden_states) > 0:
         raise ValueError("workspace= is required for CUDA arrays other than torch tensors: "
                          "ramp_moe.workspace_bytes(...) bytes of device memory")
@@ -80,7 +87,8 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
 
 def workspace_bytes(num_experts, top_k, hidden, intermediate, num_tokens, backend="cuda",
                     device_id=0):
-    """Bytes of workspace a call with T <= num_tokens needs (0 on the CPU backend)."""
+    """Bytes of workspace a call with T <= num_tokens needs on ``backend`` ("cuda" or "cpu");
+    0 when num_tokens is 0."""
     return _cached_workspace_bytes(num_experts, top_k, hidden, intermediate, num_tokens,
                                    backend, device_id)
 
@@ -141,6 +149,51 @@ def _torch_workspace(torch, hidden_states, w1, topk_ids, stream):
         cached = torch.empty(1 << (needed - 1).bit_length(), dtype=torch.uint8, device=device)
         _workspaces[key] = cached
     return cached
+
+
+_cpu_workspaces = threading.local()
+
+
+def _cpu_workspace(torch, hidden_states, w1, topk_ids):
+    # The extension releases the GIL, so calls from several Python threads overlap: one
+    # workspace per thread.
+    hidden_shape, w1_shape, ids_shape = _shape(hidden_states), _shape(w1), _shape(topk_ids)
+    # Malformed input gets no workspace: the extension then reports the first error itself.
+    if len(hidden_shape) != 2 or len(w1_shape) != 3 or len(ids_shape) != 2 or hidden_shape[0] == 0:
+        return None
+    try:
+        needed = workspace_bytes(w1_shape[0], ids_shape[1], hidden_shape[1], w1_shape[1] // 2,
+                                 hidden_shape[0], "cpu")
+    except ValueError:
+        return None
+    kind = "torch" if torch is not None else "numpy"
+    cached = getattr(_cpu_workspaces, kind, None)
+    if cached is None or cached.shape[0] < needed:
+        # Grow to the next power of two so a slowly rising T does not reallocate every call.
+        cached = _aligned_host_bytes(torch, 1 << (needed - 1).bit_length())
+        setattr(_cpu_workspaces, kind, cached)
+    return cached
+
+
+def _shape(array):
+    return tuple(getattr(array, "shape", ()))
+
+
+def _aligned_host_bytes(torch, size):
+    alignment = 64  # the CPU backend's workspace alignment (a cache line)
+    if torch is not None:
+        raw = torch.empty(size + alignment - 1, dtype=torch.uint8)
+        start = -raw.data_ptr() % alignment
+    else:
+        try:
+            import numpy
+        except ImportError:
+            raise ValueError("workspace= is required without NumPy or torch: "
+                             "ramp_moe.workspace_bytes(..., backend='cpu') bytes of host "
+                             "memory, 64-byte aligned") from None
+        raw = numpy.empty(size + alignment - 1, dtype=numpy.uint8)
+        start = -raw.ctypes.data % alignment
+    return raw[start:start + size]
 
 
 @functools.lru_cache(maxsize=256)

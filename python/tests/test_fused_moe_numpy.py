@@ -126,8 +126,35 @@ def test_backend_must_match_the_memory():
         ramp_moe.fused_moe(**dict(p, hidden_states=[[0] * 64] * 3))
 
 
-def test_workspace_bytes_on_cpu_is_zero():
-    assert ramp_moe.workspace_bytes(8, 2, 128, 64, 1024, backend="cpu") == 0
+def test_cpu_workspace_bytes_grow_with_tokens_and_are_zero_for_none():
+    sizes = [ramp_moe.workspace_bytes(8, 2, 128, 64, t, backend="cpu") for t in (0, 1, 37, 1024)]
+    assert sizes[0] == 0 and 0 < sizes[1] < sizes[2] < sizes[3]
+
+
+def _aligned_poisoned_bytes(size, offset=0):
+    raw = np.full(size + 128, 0xFF, dtype=np.uint8)
+    start = -raw.ctypes.data % 64 + offset
+    return raw[start:start + size]
+
+
+def test_caller_cpu_workspace_gives_the_same_bits():
+    p = make_problem(8, 2, 128, 64, 37, seed=12)
+    want = ramp_moe.fused_moe(**p)
+    # Sized for a larger batch, filled with NaN bytes: neither may change a bit.
+    workspace = _aligned_poisoned_bytes(ramp_moe.workspace_bytes(8, 2, 128, 64, 100, backend="cpu"))
+    np.testing.assert_array_equal(ramp_moe.fused_moe(**p, workspace=workspace), want)
+
+
+def test_bad_cpu_workspace_raises_before_writing():
+    p = make_problem(8, 2, 128, 64, 5, seed=13)
+    needed = ramp_moe.workspace_bytes(8, 2, 128, 64, 5, backend="cpu")
+    out = np.full((5, 128), 0xFFFF, dtype=np.uint16)
+    with pytest.raises(ValueError, match=f"workspace_bytes = {needed - 64} is smaller than the "
+                                         f"{needed} bytes this call needs"):
+        ramp_moe.fused_moe(**p, out=out, workspace=_aligned_poisoned_bytes(needed - 64))
+    with pytest.raises(ValueError, match="workspace is not 64-byte aligned"):
+        ramp_moe.fused_moe(**p, out=out, workspace=_aligned_poisoned_bytes(needed, offset=8))
+    assert (out == 0xFFFF).all()
 
 
 def test_bf16_bits_round_to_nearest_even():

@@ -1,6 +1,8 @@
 #include "ramp/ramp.h"
 
 #include <cstdint>
+#include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -49,21 +51,34 @@ size_t backend_workspace_bytes(Backend backend, const MoeShape& shape, int32_t m
   if (max_tokens < 0 || !validate_shape(shape).is_ok()) return 0;
 #if RAMP_API_WITH_CUDA
   if (backend == Backend::kCuda) return cuda::moe_layer_workspace_bytes(shape, max_tokens);
-#else
-  (void)backend;
 #endif
+  if (backend == Backend::kCpu) return cpu::moe_layer_workspace_bytes(shape, max_tokens);
   return 0;
 }
 
-Status run_on_backend(Backend backend, const Plan& cpu_plan, const MoeShape& shape,
-                      const MoeLayerArgs& args, const MoeLayerOptions& options, void* workspace,
-                      size_t workspace_bytes, void* stream) {
-  if (backend == Backend::kCpu) return cpu::run_moe_layer(cpu_plan, shape, args, options.cpu_threads);
+// The API promises not to throw; a refused thread start becomes a Status.
+Status start_cpu_executor(int32_t cpu_threads, std::unique_ptr<cpu::Executor>* executor) {
+  try {
+    *executor = std::make_unique<cpu::Executor>(cpu_threads);
+  } catch (const std::exception& error) {
+    return {ErrorCode::kInternal,
+            std::string("could not start the CPU backend's threads: ") + error.what()};
+  }
+  return Status::ok();
+}
+
+Status run_on_backend(Backend backend, const Plan& cpu_plan, cpu::Executor* cpu_executor,
+                      const MoeShape& shape, const MoeLayerArgs& args,
+                      const MoeLayerOptions& options, void* workspace, size_t workspace_bytes,
+                      void* stream) {
+  if (backend == Backend::kCpu) {
+    return cpu::run_moe_layer(cpu_plan, shape, args, workspace, workspace_bytes, *cpu_executor);
+  }
 #if RAMP_API_WITH_CUDA
   return cuda::moe_layer(shape, args, workspace, workspace_bytes,
                          static_cast<cudaStream_t>(stream), cuda_options(options));
 #else
-  (void)workspace, (void)workspace_bytes, (void)stream;
+  (void)options, (void)stream;
   return {ErrorCode::kInternal, "CUDA backend selected in a build without it"};
 #endif
 }
@@ -122,6 +137,8 @@ struct MoeLayer::Impl {
   const int32_t* planned_ids = nullptr;
   int32_t planned_tokens = 0;
   Plan cpu_plan;
+  // Started by the first kCpu run(), so a layer built only to size a workspace starts no thread.
+  std::unique_ptr<cpu::Executor> cpu_executor;
 };
 
 MoeLayer::MoeLayer(const MoeShape& shape, Backend backend, const MoeLayerOptions& options)
@@ -188,8 +205,11 @@ Status MoeLayer::run(const MoeLayerArgs& args, void* workspace, size_t workspace
                 std::to_string(args.num_tokens) +
                 (args.topk_ids != impl_->planned_ids ? " and another topk_ids pointer" : "")};
   }
-  return run_on_backend(impl_->backend, impl_->cpu_plan, impl_->shape, args, impl_->options,
-                        workspace, workspace_bytes, stream);
+  if (impl_->backend == Backend::kCpu && impl_->cpu_executor == nullptr) {
+    RAMP_TRY(start_cpu_executor(impl_->options.cpu_threads, &impl_->cpu_executor));
+  }
+  return run_on_backend(impl_->backend, impl_->cpu_plan, impl_->cpu_executor.get(), impl_->shape,
+                        args, impl_->options, workspace, workspace_bytes, stream);
 }
 
 Status MoeLayer::check_routing(const MoeLayerArgs& args, const void* workspace,
@@ -212,20 +232,23 @@ size_t fused_moe_workspace_bytes(const MoeShape& shape, int32_t num_tokens, Back
   return backend_workspace_bytes(resolved, shape, num_tokens);
 }
 
-// Not built on MoeLayer: on kCuda this path makes no host allocation at all.
+// Not built on MoeLayer: on kCuda this path makes no host allocation at all. On kCpu it plans
+// and starts its threads per call (a MoeLayer keeps its threads across calls).
 Status fused_moe(const MoeShape& shape, const MoeLayerArgs& args, Backend backend,
                  void* workspace, size_t workspace_bytes, void* stream) {
   Backend resolved = Backend::kCpu;
   RAMP_TRY(resolve_backend(backend, &resolved));
   const MoeLayerOptions options;
   Plan cpu_plan;
+  std::unique_ptr<cpu::Executor> cpu_executor;
   if (resolved == Backend::kCpu) {
     RAMP_TRY(validate_layer_args(shape, args));
     RAMP_TRY(dispatch::build_layer_plan(shape, args.topk_ids, args.num_tokens, kLayerOrder,
                                         cpu_plan_sms(options), options.forced_config, &cpu_plan));
+    RAMP_TRY(start_cpu_executor(options.cpu_threads, &cpu_executor));
   }
-  return run_on_backend(resolved, cpu_plan, shape, args, options, workspace, workspace_bytes,
-                        stream);
+  return run_on_backend(resolved, cpu_plan, cpu_executor.get(), shape, args, options, workspace,
+                        workspace_bytes, stream);
 }
 
 }  // namespace ramp

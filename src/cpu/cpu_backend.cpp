@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -19,6 +22,110 @@ struct Worker {
   TileGemm gemm;
   std::vector<const bf16*> a_rows, b_rows;
 };
+
+int resolved_thread_count(int num_threads) {
+  int count = num_threads;
+  if (count == 0) count = static_cast<int>(std::thread::hardware_concurrency());
+  return count > 0 ? count : 1;
+}
+
+}  // namespace
+
+// Helpers sleep on `wake` between jobs; a job is published under the mutex with a new
+// generation number, so a helper never runs the same job twice nor misses one (the caller
+// waits for every helper before it publishes the next).
+struct Executor::Impl {
+  explicit Impl(int num_threads) : workers(resolved_thread_count(num_threads)) {
+    helpers.reserve(workers.size() - 1);
+    try {
+      for (size_t h = 1; h < workers.size(); ++h) {
+        helpers.emplace_back(&Impl::helper_loop, this, &workers[h]);
+      }
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+  ~Impl() { stop(); }
+
+  // Runs body(item, worker) for every item in [0, count); workers pull items from one atomic
+  // counter, so the split of items over threads varies run to run but each item's result does
+  // not. Returns when every item is done.
+  template <class Body>
+  void parallel_for(int32_t count, const Body& body) {
+    if (count <= 0) return;
+    if (helpers.empty() || count == 1) {
+      for (int32_t item = 0; item < count; ++item) body(item, workers[0]);
+      return;
+    }
+    {
+      std::lock_guard lock(mutex);
+      job_body = &body;
+      job_run = [](const void* erased, int32_t item, Worker& worker) {
+        (*static_cast<const Body*>(erased))(item, worker);
+      };
+      job_count = count;
+      next_item.store(0, std::memory_order_relaxed);
+      helpers_busy = static_cast<int32_t>(helpers.size());
+      ++generation;
+    }
+    wake.notify_all();
+    drain(workers[0]);
+    std::unique_lock lock(mutex);
+    job_done.wait(lock, [&] { return helpers_busy == 0; });
+  }
+
+  void drain(Worker& worker) {
+    for (int32_t item = next_item.fetch_add(1, std::memory_order_relaxed); item < job_count;
+         item = next_item.fetch_add(1, std::memory_order_relaxed)) {
+      job_run(job_body, item, worker);
+    }
+  }
+
+  void helper_loop(Worker* worker) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [&] { return stopping || generation != seen; });
+        if (stopping) return;
+        seen = generation;
+      }
+      drain(*worker);
+      std::lock_guard lock(mutex);
+      if (--helpers_busy == 0) job_done.notify_one();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    for (std::thread& thread : helpers) thread.join();
+    helpers.clear();
+  }
+
+  std::vector<Worker> workers;  // [0] belongs to the calling thread; sized once, never moved
+  std::vector<std::thread> helpers;
+  std::mutex mutex;
+  std::condition_variable wake, job_done;
+  uint64_t generation = 0;
+  int32_t helpers_busy = 0;
+  bool stopping = false;
+  // The current job, written under `mutex` before `generation` changes.
+  void (*job_run)(const void*, int32_t, Worker&) = nullptr;
+  const void* job_body = nullptr;
+  int32_t job_count = 0;
+  std::atomic<int32_t> next_item{0};
+};
+
+Executor::Executor(int num_threads) : impl_(std::make_unique<Impl>(num_threads)) {}
+Executor::~Executor() = default;
+int Executor::num_threads() const { return static_cast<int>(impl_->workers.size()); }
+
+namespace {
 
 // What a CTA with linear index `block` computes, found exactly as the kernel finds it:
 // TilePrefix ballot -> task -> tile -> (token block, feature block).
@@ -44,35 +151,52 @@ TileWork locate_tile(const Plan& plan, int32_t gemm_index, int32_t block) {
                   first_feature, min_i32(first_feature + config.feature_tile, gemm.out_features)};
 }
 
-// Runs body(item, worker) for every item in [0, count); workers pull items from one atomic
-// counter, so the split of items over threads varies run to run but each item's result does not.
-template <class Body>
-void parallel_for(int32_t count, std::vector<Worker>& workers, const Body& body) {
-  std::atomic<int32_t> next{0};
-  auto drain = [&](Worker* worker) {
-    for (int32_t item = next.fetch_add(1, std::memory_order_relaxed); item < count;
-         item = next.fetch_add(1, std::memory_order_relaxed)) {
-      body(item, *worker);
-    }
-  };
-  const int32_t helpers = min_i32(static_cast<int32_t>(workers.size()), count) - 1;
-  std::vector<std::thread> threads;
-  threads.reserve(helpers > 0 ? helpers : 0);
-  for (int32_t h = 1; h <= helpers; ++h) threads.emplace_back(drain, &workers[h]);
-  drain(&workers[0]);
-  for (std::thread& thread : threads) thread.join();
-}
-
-Status make_workers(int num_threads, std::vector<Worker>* workers) {
+Status check_thread_count(int num_threads) {
   if (num_threads < 0) {
     return {ErrorCode::kInvalidArgument,
             "num_threads = " + std::to_string(num_threads) + " is negative (0 = all cores)"};
   }
-  int count = num_threads;
-  if (count == 0) count = static_cast<int>(std::thread::hardware_concurrency());
-  workers->resize(count > 0 ? count : 1);
   return Status::ok();
 }
+
+size_t round_up_to_alignment(size_t bytes) {
+  return (bytes + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment;
+}
+
+// The GPU's two workspaces: the intermediate at sorted rows (GEMM2 reads an expert's rows
+// contiguously) and the weighted slot outputs in fp32 (the combine rounds once).
+struct LayerWorkspace {
+  bf16* intermediate;  // [T*k, I]
+  float* slot_out;     // [T*k, H]
+};
+
+size_t intermediate_bytes(const MoeShape& shape, int32_t num_tokens) {
+  return round_up_to_alignment(sizeof(bf16) * static_cast<size_t>(num_tokens) * shape.top_k *
+                               shape.intermediate);
+}
+
+Status check_workspace(const void* workspace, size_t workspace_bytes, size_t needed) {
+  if (needed == 0) return Status::ok();
+  if (workspace == nullptr) {
+    return {ErrorCode::kInvalidArgument,
+            "workspace is null (this call needs " + std::to_string(needed) + " bytes)"};
+  }
+  if (reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment != 0) {
+    return {ErrorCode::kMisaligned, "workspace is not " + std::to_string(kWorkspaceAlignment) +
+                                        "-byte aligned"};
+  }
+  if (workspace_bytes < needed) {
+    return {ErrorCode::kInvalidArgument, "workspace_bytes = " + std::to_string(workspace_bytes) +
+                                             " is smaller than the " + std::to_string(needed) +
+                                             " bytes this call needs"};
+  }
+  return Status::ok();
+}
+
+// Owned storage for the allocating overload, aligned as the workspace contract requires.
+struct alignas(kWorkspaceAlignment) WorkspaceLine {
+  std::byte bytes[kWorkspaceAlignment];
+};
 
 // The plan must describe this call: same routing sizes, the same ids (a plan built from other
 // ids would silently compute a wrong answer), and GEMM dimensions matching the arguments.
@@ -137,7 +261,13 @@ float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
-Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, int num_threads) {
+size_t moe_layer_workspace_bytes(const MoeShape& shape, int32_t num_tokens) {
+  if (num_tokens <= 0 || !validate_shape(shape).is_ok()) return 0;
+  return intermediate_bytes(shape, num_tokens) +
+         sizeof(float) * static_cast<size_t>(num_tokens) * shape.top_k * shape.hidden;
+}
+
+Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, Executor& executor) {
   RAMP_TRY(validate_grouped_gemm_args(args));
   RAMP_TRY(validate_routing_values(args.topk_ids, nullptr, args.num_tokens, args.top_k,
                                    args.num_experts));
@@ -147,12 +277,10 @@ Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, int num_t
   }
   RAMP_TRY(check_plan_gemm(plan, 0, args.out_features, args.in_features, "grouped GEMM"));
   RAMP_TRY(check_plan_routing(plan, args.topk_ids, args.num_tokens, args.top_k, args.num_experts));
-  std::vector<Worker> workers;
-  RAMP_TRY(make_workers(num_threads, &workers));
 
   const RoutingView& routing = plan.routing();
   const int64_t n_total = args.out_features, k_total = args.in_features;
-  parallel_for(plan.task_map(0).header->total_tiles, workers, [&](int32_t block, Worker& w) {
+  executor.impl().parallel_for(plan.task_map(0).header->total_tiles, [&](int32_t block, Worker& w) {
     const TileWork tile = locate_tile(plan, 0, block);
     load_tile_tokens(routing, tile, args.x, k_total, &w.a_rows);
     w.b_rows.clear();
@@ -173,10 +301,18 @@ Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, int num_t
   return Status::ok();
 }
 
+Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, int num_threads) {
+  RAMP_TRY(check_thread_count(num_threads));
+  Executor executor(num_threads);
+  return run_grouped_gemm(plan, args, executor);
+}
+
 Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs& args,
-                     int num_threads) {
+                     void* workspace, size_t workspace_bytes, Executor& executor) {
   RAMP_TRY(validate_shape(shape));
   RAMP_TRY(validate_layer_args(shape, args));
+  RAMP_TRY(check_workspace(workspace, workspace_bytes,
+                           moe_layer_workspace_bytes(shape, args.num_tokens)));
   RAMP_TRY(validate_routing_values(args.topk_ids, args.topk_weights, args.num_tokens,
                                    shape.top_k, shape.num_experts));
   if (plan.num_gemms() != 2) {
@@ -194,22 +330,20 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
     }
   }
   RAMP_TRY(check_plan_routing(plan, args.topk_ids, args.num_tokens, top_k, shape.num_experts));
-  std::vector<Worker> workers;
-  RAMP_TRY(make_workers(num_threads, &workers));
   if (args.num_tokens == 0) return Status::ok();
 
   const RoutingView& routing = plan.routing();
-  const int64_t num_slots = static_cast<int64_t>(args.num_tokens) * top_k;
   const int64_t hidden_stride = args.hidden_row_stride != 0 ? args.hidden_row_stride : hidden;
   const int64_t out_stride = args.out_row_stride != 0 ? args.out_row_stride : hidden;
-  // The GPU's two workspaces: the intermediate at sorted rows (GEMM2 reads an expert's rows
-  // contiguously) and the weighted slot outputs in fp32 (the combine rounds once).
-  std::vector<bf16> intermediate(num_slots * inter);
-  std::vector<float> slot_out(num_slots * hidden);
+  const LayerWorkspace scratch{
+      static_cast<bf16*>(workspace),
+      reinterpret_cast<float*>(static_cast<std::byte*>(workspace) +
+                               intermediate_bytes(shape, args.num_tokens))};
+  Executor::Impl& pool = executor.impl();
 
   // GEMM1: feature block f covers intermediate columns [f*F/2, (f+1)*F/2): the tile multiplies
   // the matching gate rows and up rows so SiLU(gate)·up is formed before anything is stored.
-  parallel_for(plan.task_map(0).header->total_tiles, workers, [&](int32_t block, Worker& w) {
+  pool.parallel_for(plan.task_map(0).header->total_tiles, [&](int32_t block, Worker& w) {
     const TileWork tile = locate_tile(plan, 0, block);
     const int32_t first_column = tile.first_feature / 2;
     const int32_t end_column = min_i32(tile.end_feature / 2, inter);
@@ -226,7 +360,7 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
     w.gemm.pack_b(w.b_rows, hidden);
     w.gemm.multiply();
     for (int32_t i = 0; i < tile.end_row - tile.first_row; ++i) {
-      bf16* row = intermediate.data() + (tile.first_row + i) * int64_t{inter};
+      bf16* row = scratch.intermediate + (tile.first_row + i) * int64_t{inter};
       for (int32_t j = 0; j < width; ++j) {
         row[first_column + j] = bf16::from_float(silu(w.gemm.at(i, j)) * w.gemm.at(i, width + j));
       }
@@ -235,11 +369,11 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
 
   // GEMM2: an expert's intermediate rows are contiguous, so no gather; the router weight is
   // applied in the epilogue, per slot.
-  parallel_for(plan.task_map(1).header->total_tiles, workers, [&](int32_t block, Worker& w) {
+  pool.parallel_for(plan.task_map(1).header->total_tiles, [&](int32_t block, Worker& w) {
     const TileWork tile = locate_tile(plan, 1, block);
     w.a_rows.clear();
     for (int32_t row = tile.first_row; row < tile.end_row; ++row) {
-      w.a_rows.push_back(intermediate.data() + row * int64_t{inter});
+      w.a_rows.push_back(scratch.intermediate + row * int64_t{inter});
     }
     const bf16* w2 = args.w2 + static_cast<int64_t>(tile.expert) * hidden * inter;
     w.b_rows.clear();
@@ -252,7 +386,7 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
     for (int32_t i = 0; i < tile.end_row - tile.first_row; ++i) {
       const int32_t slot = slot_of_row(routing, tile.first_row + i);
       const float weight = args.topk_weights[slot];
-      float* out_row = slot_out.data() + slot * int64_t{hidden};
+      float* out_row = scratch.slot_out + slot * int64_t{hidden};
       for (int32_t j = 0; j < tile.end_feature - tile.first_feature; ++j) {
         out_row[tile.first_feature + j] = w.gemm.at(i, j) * weight;
       }
@@ -261,10 +395,10 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
 
   // Combine: a token's k slot rows summed in order j = 0, 1, ... (no atomics), rounded once.
   constexpr int32_t kTokensPerItem = 16;
-  parallel_for(ceil_div(args.num_tokens, kTokensPerItem), workers, [&](int32_t item, Worker&) {
+  pool.parallel_for(ceil_div(args.num_tokens, kTokensPerItem), [&](int32_t item, Worker&) {
     const int32_t end_token = min_i32((item + 1) * kTokensPerItem, args.num_tokens);
     for (int32_t token = item * kTokensPerItem; token < end_token; ++token) {
-      const float* first = slot_out.data() + int64_t{token} * top_k * hidden;
+      const float* first = scratch.slot_out + int64_t{token} * top_k * hidden;
       bf16* out_row = args.out + token * out_stride;
       for (int32_t n = 0; n < hidden; ++n) {
         float sum = first[n];
@@ -274,6 +408,15 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
     }
   });
   return Status::ok();
+}
+
+Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs& args,
+                     int num_threads) {
+  RAMP_TRY(check_thread_count(num_threads));
+  const size_t bytes = moe_layer_workspace_bytes(shape, args.num_tokens);
+  std::vector<WorkspaceLine> workspace(bytes / sizeof(WorkspaceLine) + 1);
+  Executor executor(num_threads);
+  return run_moe_layer(plan, shape, args, workspace.data(), bytes, executor);
 }
 
 }  // namespace ramp::cpu

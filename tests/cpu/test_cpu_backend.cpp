@@ -4,6 +4,7 @@
 // counts to check bitwise determinism.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -263,6 +264,121 @@ TEST(CpuBackend, BitwiseDeterministicAcrossRunsAndThreadCounts) {
     EXPECT_TRUE(same_bits(out, first_out));
     EXPECT_TRUE(same_bits(y, first_y));
   }
+}
+
+// Host memory on a cache line, every byte 0xff (a NaN pattern for bf16 and fp32), so a run that
+// read its scratch before writing it would not reproduce the allocating overload's bits.
+class PoisonedWorkspace {
+ public:
+  explicit PoisonedWorkspace(size_t bytes) : lines_(bytes / sizeof(Line) + 2), bytes_(bytes) {
+    std::memset(lines_.data(), 0xff, lines_.size() * sizeof(Line));
+  }
+  void* data() { return lines_.data(); }
+  size_t bytes() const { return bytes_; }
+  bool untouched() const {
+    const auto* first = reinterpret_cast<const unsigned char*>(lines_.data());
+    return std::all_of(first, first + bytes_, [](unsigned char b) { return b == 0xff; });
+  }
+
+ private:
+  struct alignas(kWorkspaceAlignment) Line {
+    unsigned char bytes[kWorkspaceAlignment];
+  };
+  std::vector<Line> lines_;
+  size_t bytes_;
+};
+
+// The caller-workspace overload on a persistent Executor gives the allocating overload's bits,
+// for every thread count, whatever the workspace held, and when one Executor serves several
+// shapes and batch sizes in a row.
+TEST(CpuBackend, CallerWorkspaceAndExecutorGiveTheAllocatingOverloadsBits) {
+  struct Case {
+    MoeShape shape;
+    int32_t tokens;
+    const char* routing;
+  };
+  const Case cases[] = {{{64, 8, 256, 128}, 300, "zipf1.5"},
+                        {{8, 2, 128, 64}, 1, "uniform"},
+                        {{128, 4, 192, 192}, 77, "uniform"},
+                        {{64, 8, 256, 128}, 40, "zipf1.5"}};
+  Executor one(1), three(3);
+  EXPECT_EQ(one.num_threads(), 1);
+  EXPECT_EQ(three.num_threads(), 3);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.shape.to_string() + " T=" + std::to_string(c.tokens));
+    const LayerData data(c.shape, c.tokens);
+    workloads::RoutingSpec spec;
+    ASSERT_TRUE(workloads::RoutingSpec::parse(c.routing, &spec));
+    const workloads::Routing routing = workloads::generate_routing(
+        spec, c.tokens, c.shape.num_experts, c.shape.top_k, 5);
+    const Plan plan = layer_plan(routing.topk_ids, c.tokens, c.shape, ExpertOrder::kHalfInterval,
+                                 ConfigSet::kRandom, 5);
+    std::vector<bf16> want;
+    ASSERT_TRUE(run_moe_layer(plan, c.shape, data.layer_args(routing, &want), 2).is_ok());
+
+    const size_t bytes = moe_layer_workspace_bytes(c.shape, c.tokens);
+    EXPECT_GE(bytes, size_t{2} * c.tokens * c.shape.top_k * c.shape.intermediate +
+                         size_t{4} * c.tokens * c.shape.top_k * c.shape.hidden);
+    for (Executor* executor : {&one, &three, &three}) {
+      PoisonedWorkspace workspace(bytes);
+      std::vector<bf16> out;
+      const Status status = run_moe_layer(plan, c.shape, data.layer_args(routing, &out),
+                                          workspace.data(), bytes, *executor);
+      ASSERT_TRUE(status.is_ok()) << status.to_string();
+      EXPECT_TRUE(same_bits(out, want)) << "threads=" << executor->num_threads();
+    }
+
+    const Plan gemm_plan = build_plan(
+        routing.topk_ids, c.tokens, c.shape, ExpertOrder::kHalfInterval,
+        {gemm_spec(2 * c.shape.intermediate, c.shape.hidden, ConfigSet::kRandom,
+                   histogram_of(routing.topk_ids, c.shape.num_experts), 5)});
+    std::vector<bf16> want_y, y;
+    ASSERT_TRUE(run_grouped_gemm(gemm_plan, data.gemm_args(routing, &want_y), 1).is_ok());
+    ASSERT_TRUE(run_grouped_gemm(gemm_plan, data.gemm_args(routing, &y), three).is_ok());
+    EXPECT_TRUE(same_bits(y, want_y));
+  }
+}
+
+TEST(CpuBackend, WorkspaceNullMisalignedOrShortIsRejectedBeforeWriting) {
+  const MoeShape shape{8, 2, 128, 64};
+  const LayerData data(shape, 6);
+  workloads::RoutingSpec spec;
+  ASSERT_TRUE(workloads::RoutingSpec::parse("uniform", &spec));
+  const workloads::Routing routing = workloads::generate_routing(spec, 6, 8, 2, 3);
+  const Plan plan = layer_plan(routing.topk_ids, 6, shape, ExpertOrder::kIdentity,
+                               ConfigSet::kSingle, 0);
+  std::vector<bf16> out;
+  const MoeLayerArgs args = data.layer_args(routing, &out);
+  const size_t bytes = moe_layer_workspace_bytes(shape, 6);
+  EXPECT_EQ(bytes, size_t{6} * 2 * (2 * 64 + 4 * 128));
+  EXPECT_EQ(moe_layer_workspace_bytes(shape, 0), 0u);
+  EXPECT_EQ(moe_layer_workspace_bytes(shape, -3), 0u);
+  EXPECT_EQ(moe_layer_workspace_bytes(MoeShape{8, 2, 100, 64}, 6), 0u);
+  Executor executor(2);
+  PoisonedWorkspace workspace(bytes + kWorkspaceAlignment);
+
+  Status status = run_moe_layer(plan, shape, args, nullptr, bytes, executor);
+  EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "workspace is null (this call needs 7680 bytes)");
+  status = run_moe_layer(plan, shape, args, static_cast<char*>(workspace.data()) + 32, bytes,
+                         executor);
+  EXPECT_EQ(status.code(), ErrorCode::kMisaligned);
+  EXPECT_EQ(status.message(), "workspace is not 64-byte aligned");
+  status = run_moe_layer(plan, shape, args, workspace.data(), bytes - 64, executor);
+  EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "workspace_bytes = 7616 is smaller than the 7680 bytes this call needs");
+  EXPECT_EQ(first_unwritten(out), 0);
+  for (const bf16 value : out) EXPECT_EQ(value.bits, kPoison.bits);
+  EXPECT_TRUE(workspace.untouched());
+
+  // T = 0 needs no workspace at all.
+  const workloads::Routing empty{0, 2, 8, {}, {}};
+  std::vector<bf16> unused;
+  const Plan empty_plan = layer_plan({}, 0, shape, ExpertOrder::kIdentity, ConfigSet::kSingle, 0);
+  EXPECT_TRUE(
+      run_moe_layer(empty_plan, shape, data.layer_args(empty, &unused), nullptr, 0, executor)
+          .is_ok());
 }
 
 // A token listing one expert twice gets both terms: ids {e, e} with weights {a, b} equals
