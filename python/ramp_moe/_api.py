@@ -130,7 +130,7 @@ def _num_tokens(hidden_states):
 _workspaces = {}
 
 
-def _torch_workspace(torch, hidden_states, w1, topk_ids, stream):
+def _torch_workspace(torch, hidden_states, w1, topk_ids, stream, cached=True):
     # Malformed shapes get no workspace: the extension then reports the shape error itself.
     if hidden_states.dim() != 2 or w1.dim() != 3 or topk_ids.dim() != 2:
         return None
@@ -140,7 +140,7 @@ def _torch_workspace(torch, hidden_states, w1, topk_ids, stream):
     device = hidden_states.device
     needed = workspace_bytes(w1.shape[0], topk_ids.shape[1], hidden_states.shape[1],
                              w1.shape[1] // 2, num_tokens, "cuda", device.index or 0)
-    if torch.cuda.is_current_stream_capturing():
+    if not cached or torch.cuda.is_current_stream_capturing():
         return torch.empty(needed, dtype=torch.uint8, device=device)
     key = (device.index, stream)
     cached = _workspaces.get(key)

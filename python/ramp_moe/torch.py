@@ -14,7 +14,13 @@ from . import _api
 def fused_moe(hidden_states: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
               topk_weights: torch.Tensor, topk_ids: torch.Tensor) -> torch.Tensor:
     """vLLM's fused_experts(hidden_states, w1, w2, topk_weights, topk_ids) for bf16 + SiLU."""
-    return _api.fused_moe(hidden_states, w1, w2, topk_weights, topk_ids)
+    # A fresh workspace per call (the caching allocator makes it cheap): a tensor cached across
+    # calls would outlive torch.compile's CUDA-graph pool, whose warm-up run allocates from the
+    # pool without being a capture, and cudagraph trees reject untracked live allocations.
+    workspace = None
+    if hidden_states.is_cuda:
+        workspace = _api._torch_workspace(torch, hidden_states, w1, topk_ids, None, cached=False)
+    return _api.fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, workspace=workspace)
 
 
 @fused_moe.register_fake
