@@ -16,6 +16,7 @@
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/catalog.h"
 
 namespace ramp::cuda::detail {
 
@@ -169,7 +170,13 @@ static_assert(SharedLayout::kRing % kSwizzleAtomBytes == 0);
 static_assert(SharedLayout::kStaging % 16 == 0 && kStagingRowStride % 16 == 0,
               "bulk copies need 16-byte aligned rows");
 static_assert(SharedLayout::kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
-static_assert(SharedLayout::kAllocationBytes <= 227 * 1024, "over Hopper's per-block shared memory");
+static_assert(SharedLayout::kAllocationBytes <= dispatch::kMaxSharedBytesPerBlock,
+              "over Hopper's per-block shared memory");
+// The catalog derives every entry's pipeline depth from this layout's budget: keep them equal.
+static_assert(kStagingBytesPerWarpgroup == dispatch::kEpilogueStagingBytesPerWarpgroup,
+              "dispatch/catalog.h sizes the epilogue staging differently from the kernel");
+static_assert(kMaxStages <= dispatch::kCatalogMaxStages,
+              "the catalog caps stages below what the kernel compiles");
 
 // Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
 // elected thread's arrive.expect_tx for the weight TMA.

@@ -15,8 +15,8 @@ namespace ramp::dispatch {
 
 // Hopper limits (sm_90): 227 KB of shared memory per block (of 228 KB per SM).
 inline constexpr int32_t kMaxSharedBytesPerBlock = 227 * 1024;
-// Mirrors the kernel's epilogue staging: each consumer warpgroup stages 64 output rows of
-// 256 bytes plus 16 bytes of bank padding (static_batching_common.cuh).
+// The kernel's epilogue staging: each consumer warpgroup stages 64 output rows of 256 bytes
+// plus 16 bytes of bank padding (static_batching_common.cuh static_asserts the two agree).
 inline constexpr int32_t kEpilogueStagingBytesPerWarpgroup = 64 * (256 + 16);
 // Fewer than 2 stages cannot overlap a load with an MMA; beyond 8 the latency is already hidden
 // and the kernel's barrier area is sized for 8.
