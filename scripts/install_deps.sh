@@ -8,6 +8,12 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v g++ >/dev/null || need+=(g++)
 [ -f /usr/include/gtest/gtest.h ] || need+=(libgtest-dev)
+# .ci/run builds the Python package in a venv (Debian's python3 ships venv/ensurepip separately).
+if ! command -v python3 >/dev/null; then
+  need+=(python3 python3-venv python3-dev)
+elif ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+  need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
