@@ -11,8 +11,10 @@ command -v g++ >/dev/null || need+=(g++)
 # .ci/run builds the Python package in a venv (Debian's python3 ships venv/ensurepip separately).
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv python3-dev)
-elif ! python3 -c "import venv, ensurepip" 2>/dev/null; then
-  need+=(python3-venv)
+else
+  python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+  python3 -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" 2>/dev/null ||
+    need+=(python3-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
