@@ -1,0 +1,56 @@
+// The builtin config rule (dispatch/builtin_configs.h) at its boundaries and in its worked
+// example, and the layer planner's forced-config path used by tests and profiling.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "dispatch/builtin_configs.h"
+#include "dispatch/config_selection.h"
+
+namespace ramp::dispatch {
+namespace {
+
+TEST(ChooseBuiltinConfig, SwappedTileHoldsTheTokensNormalTilesBeyond64) {
+  EXPECT_EQ(choose_builtin_config(1, 0, 132), 5);
+  EXPECT_EQ(choose_builtin_config(8, 0, 132), 5);
+  EXPECT_EQ(choose_builtin_config(9, 0, 132), 4);
+  EXPECT_EQ(choose_builtin_config(16, 0, 132), 4);
+  EXPECT_EQ(choose_builtin_config(17, 0, 132), 3);
+  EXPECT_EQ(choose_builtin_config(32, 0, 132), 3);
+  EXPECT_EQ(choose_builtin_config(33, 0, 132), 2);
+  EXPECT_EQ(choose_builtin_config(kSwappedMaxRows, 0, 132), 2);
+  EXPECT_EQ(choose_builtin_config(kSwappedMaxRows + 1, 131, 132), 1);
+  EXPECT_EQ(choose_builtin_config(kSwappedMaxRows + 1, 132, 132), 0);
+}
+
+TEST(ChooseBuiltinConfig, WorkedExampleFromTheHeader) {
+  // N = 2048: 500 rows -> 4 token blocks x 8 feature blocks of 128x256; 40 rows count nothing.
+  EXPECT_EQ(big_tiles_of_expert(kBuiltinConfigs[0], 500, 2048), 32);
+  EXPECT_EQ(big_tiles_of_expert(kBuiltinConfigs[0], 40, 2048), 0);
+  // 64 experts of 500 rows: 2048 big tiles fill 132 SMs -> 128x256 everywhere.
+  EXPECT_EQ(assign_builtin_configs(std::vector<int32_t>(64, 500), 2048, 132),
+            std::vector<int32_t>(64, 0));
+  // One such expert: 32 tiles do not fill the machine -> 128x128 for twice the tiles; the
+  // 3-token and 40-token experts take swapped tiles.
+  EXPECT_EQ(assign_builtin_configs(std::vector<int32_t>{500, 3, 40, 0}, 2048, 132),
+            (std::vector<int32_t>{1, 5, 2, 5}));
+}
+
+TEST(BuildLayerPlan, ForcedConfigReachesEveryTaskAndIsRangeChecked) {
+  const MoeShape shape{8, 2, 128, 64};
+  const std::vector<int32_t> ids = {0, 1, 1, 2, 7, 0};
+  Plan plan;
+  ASSERT_TRUE(build_layer_plan(shape, ids.data(), 3, ExpertOrder::kIdentity, 132, 3, &plan).is_ok());
+  for (int32_t gemm = 0; gemm < 2; ++gemm) {
+    const TaskMapView& map = plan.task_map(gemm);
+    ASSERT_EQ(map.header->num_tasks, 4);
+    for (int32_t t = 0; t < map.header->num_tasks; ++t) EXPECT_EQ(map.tasks[t].config, 3);
+  }
+  const Status status =
+      build_layer_plan(shape, ids.data(), 3, ExpertOrder::kIdentity, 132, kNumBuiltinConfigs, &plan);
+  EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "forced_config = 6 is outside [0, 6)");
+}
+
+}  // namespace
+}  // namespace ramp::dispatch
