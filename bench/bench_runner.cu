@@ -282,6 +282,7 @@ Status run_ramp_gemm(Context& ctx, ModelWeights& weights, GemmBuffers& buffers,
   RAMP_TRY(buffers.workspace.allocate(workspace_bytes));
   cuda::CudaOptions cuda_options;
   cuda_options.order = ctx.options->order;
+  cuda_options.overlap_kernels = ctx.options->overlap_kernels;
   cuda_options.num_sms = ctx.device.sm_count;
 
   const size_t y_count = static_cast<size_t>(spec.num_tokens) * spec.shape.top_k * args.out_features;
@@ -427,6 +428,7 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   args.out = out.as<bf16>();
   cuda::CudaOptions cuda_options;
   cuda_options.order = ctx.options->order;
+  cuda_options.overlap_kernels = ctx.options->overlap_kernels;
   cuda_options.num_sms = ctx.device.sm_count;
 
   RAMP_TRY(fill_bf16_bits_device(out.as<bf16>(), T * H, kPoisonBits, ctx.stream));
@@ -621,6 +623,7 @@ json::Value results_json(const Context& ctx, const std::vector<CaseResult>& resu
   settings.set("statistic", "median");
   settings.set("l2_flush_bytes", static_cast<int64_t>(ctx.flush_bytes));
   settings.set("expert_order", expert_order_name(options.order));
+  settings.set("overlap_kernels", options.overlap_kernels);
   settings.set("seed", static_cast<int64_t>(options.seed));
   settings.set("verify_tokens", options.verify_tokens);
   root.set("settings", std::move(settings));

@@ -164,10 +164,11 @@ size_t round_up_to_alignment(size_t bytes) {
 }
 
 // The GPU's two workspaces: the intermediate at sorted rows (GEMM2 reads an expert's rows
-// contiguously) and the weighted slot outputs in fp32 (the combine rounds once).
+// contiguously) and the weighted slot outputs, rounded to bf16 as the GPU stores them (the
+// combine then sums the k rows in fp32 and rounds again).
 struct LayerWorkspace {
   bf16* intermediate;  // [T*k, I]
-  float* slot_out;     // [T*k, H]
+  bf16* slot_out;      // [T*k, H]
 };
 
 size_t intermediate_bytes(const MoeShape& shape, int32_t num_tokens) {
@@ -264,7 +265,7 @@ float silu(float x) { return x / (1.0f + std::exp(-x)); }
 size_t moe_layer_workspace_bytes(const MoeShape& shape, int32_t num_tokens) {
   if (num_tokens <= 0 || !validate_shape(shape).is_ok()) return 0;
   return intermediate_bytes(shape, num_tokens) +
-         sizeof(float) * static_cast<size_t>(num_tokens) * shape.top_k * shape.hidden;
+         sizeof(bf16) * static_cast<size_t>(num_tokens) * shape.top_k * shape.hidden;
 }
 
 Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, Executor& executor) {
@@ -337,7 +338,7 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
   const int64_t out_stride = args.out_row_stride != 0 ? args.out_row_stride : hidden;
   const LayerWorkspace scratch{
       static_cast<bf16*>(workspace),
-      reinterpret_cast<float*>(static_cast<std::byte*>(workspace) +
+      reinterpret_cast<bf16*>(static_cast<std::byte*>(workspace) +
                                intermediate_bytes(shape, args.num_tokens))};
   Executor::Impl& pool = executor.impl();
 
@@ -386,23 +387,23 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
     for (int32_t i = 0; i < tile.end_row - tile.first_row; ++i) {
       const int32_t slot = slot_of_row(routing, tile.first_row + i);
       const float weight = args.topk_weights[slot];
-      float* out_row = scratch.slot_out + slot * int64_t{hidden};
+      bf16* out_row = scratch.slot_out + slot * int64_t{hidden};
       for (int32_t j = 0; j < tile.end_feature - tile.first_feature; ++j) {
-        out_row[tile.first_feature + j] = w.gemm.at(i, j) * weight;
+        out_row[tile.first_feature + j] = bf16::from_float(w.gemm.at(i, j) * weight);
       }
     }
   });
 
-  // Combine: a token's k slot rows summed in order j = 0, 1, ... (no atomics), rounded once.
+  // Combine: a token's k slot rows summed in fp32 in order j = 0, 1, ... (no atomics).
   constexpr int32_t kTokensPerItem = 16;
   pool.parallel_for(ceil_div(args.num_tokens, kTokensPerItem), [&](int32_t item, Worker&) {
     const int32_t end_token = min_i32((item + 1) * kTokensPerItem, args.num_tokens);
     for (int32_t token = item * kTokensPerItem; token < end_token; ++token) {
-      const float* first = scratch.slot_out + int64_t{token} * top_k * hidden;
+      const bf16* first = scratch.slot_out + int64_t{token} * top_k * hidden;
       bf16* out_row = args.out + token * out_stride;
       for (int32_t n = 0; n < hidden; ++n) {
-        float sum = first[n];
-        for (int32_t j = 1; j < top_k; ++j) sum += first[int64_t{j} * hidden + n];
+        float sum = first[n].to_float();
+        for (int32_t j = 1; j < top_k; ++j) sum += first[int64_t{j} * hidden + n].to_float();
         out_row[n] = bf16::from_float(sum);
       }
     }

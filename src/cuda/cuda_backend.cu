@@ -53,7 +53,7 @@ WorkspaceLayout grouped_gemm_layout(int32_t num_experts, int32_t num_slots) {
 WorkspaceLayout layer_layout(const MoeShape& shape, int32_t num_slots) {
   return workspace_layout(shape.num_experts, num_slots, 2,
                           sizeof(bf16) * static_cast<size_t>(num_slots) * shape.intermediate,
-                          sizeof(float) * static_cast<size_t>(num_slots) * shape.hidden);
+                          sizeof(bf16) * static_cast<size_t>(num_slots) * shape.hidden);
 }
 
 Status check_workspace(const void* workspace, size_t workspace_bytes, size_t needed) {
@@ -202,6 +202,7 @@ Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspa
   gemm.out_row_stride = args.out_features;
   gemm.topk_weights = nullptr;
   gemm.max_total_tiles = max_total_tiles(num_slots, args.num_experts, args.out_features);
+  gemm.after_ramp_kernel = options.overlap_kernels;
   return launch_static_batched_gemm(gemm, stream);
 }
 
@@ -218,7 +219,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
 
   char* base = static_cast<char*>(workspace);
   void* intermediate = base + layout.intermediate;  // [S, I] bf16 at the sorted row
-  float* slot_out = reinterpret_cast<float*>(base + layout.slot_out);  // [S, H] fp32 by slot
+  bf16* slot_out = reinterpret_cast<bf16*>(base + layout.slot_out);  // [S, H] bf16 by slot
 
   RoutingPrepArgs prep =
       prep_args(workspace, layout, args.topk_ids, args.topk_weights, args.num_tokens,
@@ -240,6 +241,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   gate_up.out_row_stride = shape.intermediate;
   gate_up.topk_weights = nullptr;
   gate_up.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, gate_up.out_features);
+  gate_up.after_ramp_kernel = options.overlap_kernels;
   RAMP_TRY(launch_static_batched_gemm(gate_up, stream));
 
   StaticBatchedGemm down{};
@@ -255,6 +257,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   down.out_row_stride = shape.hidden;
   down.topk_weights = args.topk_weights;
   down.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, down.out_features);
+  down.after_ramp_kernel = options.overlap_kernels;
   RAMP_TRY(launch_static_batched_gemm(down, stream));
 
   CombineArgs combine;
@@ -266,6 +269,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   combine.hidden = shape.hidden;
   combine.out = args.out;
   combine.out_row_stride = args.out_row_stride ? args.out_row_stride : shape.hidden;
+  combine.after_ramp_kernel = options.overlap_kernels;
   return launch_combine(combine, stream);
 }
 

@@ -4,7 +4,7 @@
 //
 // Workspace layout (every part 256-byte aligned; the plan sits at offset 0 with plan.h's
 // plan_layout(E, T*k, gemms) offsets, so a copy of its first plan bytes equals the host Plan):
-//   plan | routing-prep scratch | [layer: intermediate [S, I] bf16 | slot_out [S, H] fp32]
+//   plan | routing-prep scratch | [layer: intermediate [S, I] bf16 | slot_out [S, H] bf16]
 //
 // Structural errors (shapes, nulls, strides, alignment, workspace size) are returned before
 // anything is launched. Value errors (ids outside [0, E), non-finite weights) are found on the
@@ -26,6 +26,10 @@ struct CudaOptions {
   ExpertOrder order = ExpertOrder::kHalfInterval;
   int32_t forced_config = -1;  // >= 0: every expert uses this builtin config (tests, profiling)
   int32_t num_sms = 0;         // 0: the current device's SM count
+  // Programmatic dependent launch between the call's own kernels (prep -> GEMM1 -> GEMM2 ->
+  // combine): each kernel's launch and prologue overlap the previous one's tail. false: plain
+  // stream order (for A/B timing, or a tool that cannot follow programmatic edges).
+  bool overlap_kernels = true;
 };
 
 // True when the CUDA runtime sees at least one device.

@@ -13,6 +13,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/ptx/cluster.h"
+#include "cuda/ptx/grid_dependency.h"
 #include "cuda/ptx/setmaxnreg.h"
 #include "cuda/ptx/tma.h"
 #include "cuda/static_batching_common.cuh"
@@ -43,6 +44,12 @@ __global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(kThreads,
   // The peer CTA arrives on our barriers and multicasts into our ring: it must see them
   // initialised.
   ptx::cluster_sync();
+  // Everything above overlaps the previous kernel when launched programmatically; the plan,
+  // the token rows and the outputs belong to it until it has finished. The next kernel may be
+  // scheduled right away: this grid is persistent (never more CTAs than fit at once), so the
+  // successor's CTAs only take SMs this grid has left, and they wait for its completion.
+  ptx::wait_for_previous_grid();
+  ptx::allow_next_grid_launch();
 
   const int warpgroup = static_cast<int>(threadIdx.x / kThreadsPerWarpgroup);
   if (warpgroup == 0) {
@@ -159,7 +166,8 @@ Status resident_pairs(int device, int* pairs) {
 }
 
 template <GemmEpilogue kEpilogue>
-Status launch(const KernelParams& params, int32_t max_total_tiles, cudaStream_t stream) {
+Status launch(const KernelParams& params, int32_t max_total_tiles, bool after_ramp_kernel,
+              cudaStream_t stream) {
   int device = 0;
   RAMP_CUDA_TRY(cudaGetDevice(&device));
   // Persistent grid: as many pairs as can be resident at once (a GPC with an odd number of
@@ -168,9 +176,17 @@ Status launch(const KernelParams& params, int32_t max_total_tiles, cudaStream_t 
   RAMP_TRY(resident_pairs<kEpilogue>(device, &pairs));
   const int units = (max_total_tiles + kClusterSize - 1) / kClusterSize;
   const int clusters = units < pairs ? units : pairs;
-  static_batched_gemm_kernel<kEpilogue>
-      <<<clusters * kClusterSize, kThreads, SharedLayout::kAllocationBytes, stream>>>(params);
-  RAMP_CUDA_TRY(cudaGetLastError());
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(clusters * kClusterSize), 1, 1);
+  config.blockDim = dim3(kThreads, 1, 1);
+  config.dynamicSmemBytes = SharedLayout::kAllocationBytes;
+  config.stream = stream;
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &overlap;
+  config.numAttrs = after_ramp_kernel ? 1 : 0;
+  RAMP_CUDA_TRY(cudaLaunchKernelEx(&config, &static_batched_gemm_kernel<kEpilogue>, params));
   return Status::ok();
 }
 
@@ -209,7 +225,7 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
                    "a and w must be 16-byte aligned and a_row_stride a multiple of 8 elements "
                    "(16-byte row loads)");
   }
-  const size_t out_element = gemm.epilogue == GemmEpilogue::kRouterWeighted ? 4 : 2;
+  const size_t out_element = 2;  // bf16 for every epilogue
   if (!aligned(gemm.out, out_element)) {
     return invalid(ErrorCode::kMisaligned, "out is not aligned to its element size");
   }
@@ -233,13 +249,17 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
                          stored_columns % 2 == 0;
   params.bulk_stores = aligned(gemm.out, 16) && (gemm.out_row_stride * out_element) % 16 == 0;
 
+  const bool overlap = gemm.after_ramp_kernel;
   switch (gemm.epilogue) {
     case GemmEpilogue::kStoreBySlot:
-      return detail::launch<GemmEpilogue::kStoreBySlot>(params, gemm.max_total_tiles, stream);
+      return detail::launch<GemmEpilogue::kStoreBySlot>(params, gemm.max_total_tiles, overlap,
+                                                         stream);
     case GemmEpilogue::kSiluGateUp:
-      return detail::launch<GemmEpilogue::kSiluGateUp>(params, gemm.max_total_tiles, stream);
+      return detail::launch<GemmEpilogue::kSiluGateUp>(params, gemm.max_total_tiles, overlap,
+                                                        stream);
     case GemmEpilogue::kRouterWeighted:
-      return detail::launch<GemmEpilogue::kRouterWeighted>(params, gemm.max_total_tiles, stream);
+      return detail::launch<GemmEpilogue::kRouterWeighted>(params, gemm.max_total_tiles, overlap,
+                                                            stream);
   }
   return invalid(ErrorCode::kInvalidArgument, "unknown epilogue");
 }

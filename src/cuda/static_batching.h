@@ -19,7 +19,7 @@ namespace ramp::cuda {
 enum class GemmEpilogue {
   kStoreBySlot,     // grouped GEMM: y[slot][n] = bf16(acc)
   kSiluGateUp,      // layer GEMM1: intermediate[sorted_row][c] = bf16(silu(gate)*up), N = 2I
-  kRouterWeighted,  // layer GEMM2: slot_out[slot][n] = float(acc * topk_weights[slot])  (fp32)
+  kRouterWeighted,  // layer GEMM2: slot_out[slot][n] = bf16(acc * topk_weights[slot])
 };
 
 struct StaticBatchedGemm {
@@ -33,11 +33,16 @@ struct StaticBatchedGemm {
   const void* w;         // bf16 [E, N, K]
   int32_t out_features;  // N  (GEMM1: 2I)
   int32_t in_features;   // K  (multiple of 64)
-  void* out;             // bf16 (or fp32 for kRouterWeighted)
+  void* out;             // bf16
   int64_t out_row_stride;     // elements
   const float* topk_weights;  // kRouterWeighted only
   int32_t max_total_tiles;    // upper bound of total_tiles known on the host (for grid sizing);
                               // the kernel reads the real count from task_map.header on the device
+  // The previous work on the stream is a kernel (the routing prep or the layer's GEMM1): launch
+  // with programmatic dependent launch so this grid's prologue overlaps that kernel's tail (see
+  // ptx/grid_dependency.h). Correct after anything; it only saves time after a kernel that
+  // allows it early, as ours do.
+  bool after_ramp_kernel = false;
 };
 
 // Requirements (else kUnsupportedShape / kMisaligned, nothing launched): K a multiple of 64;

@@ -34,15 +34,6 @@ __device__ __forceinline__ void store_pair(__nv_bfloat16* row, int32_t n, int32_
     if (n + 1 < limit) row[n + 1] = __float2bfloat16_rn(v1);
   }
 }
-__device__ __forceinline__ void store_pair(float* row, int32_t n, int32_t limit, float v0,
-                                           float v1, bool paired) {
-  if (paired && n + 1 < limit) {
-    *reinterpret_cast<float2*>(row + n) = make_float2(v0, v1);
-  } else {
-    if (n < limit) row[n] = v0;
-    if (n + 1 < limit) row[n + 1] = v1;
-  }
-}
 
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_normal(
@@ -83,7 +74,8 @@ __device__ __forceinline__ void store_tile_normal(
         }
       } else {
         const float weight = params.topk_weights[slot];
-        float* out_row = static_cast<float*>(params.out) + slot * params.out_row_stride;
+        __nv_bfloat16* out_row =
+            static_cast<__nv_bfloat16*>(params.out) + slot * params.out_row_stride;
 #pragma unroll
         for (int i = 0; i < Traits::kFeatureTile / 8; ++i) {
           store_pair(out_row, feature_base + 8 * i, n_total, acc[4 * i + 2 * h] * weight,
@@ -106,7 +98,7 @@ __device__ __forceinline__ void store_tile_normal_staged(
   using Traits = ConfigTraits<kConfig>;
   constexpr bool kSilu = kEpilogue == GemmEpilogue::kSiluGateUp;
   constexpr bool kWeighted = kEpilogue == GemmEpilogue::kRouterWeighted;
-  constexpr int kElementBytes = kWeighted ? 4 : 2;
+  constexpr int kElementBytes = 2;  // every epilogue stores bf16
   constexpr int kOutColumns = kSilu ? Traits::kFeatureTile / 2 : Traits::kFeatureTile;
   constexpr int kPassColumnsMax = kStagingRowPayloadBytes / kElementBytes;
   constexpr int kPassColumns = kOutColumns < kPassColumnsMax ? kOutColumns : kPassColumnsMax;
@@ -164,12 +156,8 @@ __device__ __forceinline__ void store_tile_normal_staged(
         for (int i = pass * (kPassColumns / 8); i < (pass + 1) * (kPassColumns / 8); ++i) {
           const int column = 8 * i + column_in_pair - pass * kPassColumns;
           const float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
-          if constexpr (kWeighted) {
-            *reinterpret_cast<float2*>(row + column * 4) =
-                make_float2(v0 * row_scale[h], v1 * row_scale[h]);
-          } else {
-            *reinterpret_cast<__nv_bfloat162*>(row + column * 2) = __floats2bfloat162_rn(v0, v1);
-          }
+          *reinterpret_cast<__nv_bfloat162*>(row + column * 2) =
+              __floats2bfloat162_rn(v0 * row_scale[h], v1 * row_scale[h]);
         }
       }
     }
@@ -187,11 +175,7 @@ __device__ __forceinline__ void store_tile_normal_staged(
         // A row end that is not a multiple of 16 bytes (N edge) goes element by element.
         for (uint32_t byte = bulk_bytes; byte < bytes; byte += kElementBytes) {
           const uint8_t* element = staging + thread * kStagingRowStride + byte;
-          if constexpr (kElementBytes == 4) {
-            *reinterpret_cast<float*>(dst + byte) = *reinterpret_cast<const float*>(element);
-          } else {
-            *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
-          }
+          *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
         }
         ptx::bulk_commit_group();
       }
@@ -234,14 +218,8 @@ __device__ __forceinline__ void store_tile_swapped(
           const int32_t feature =
               extent.feature_block * Traits::kFeatureTile + weight_row_lo + 8 * h;
           if (feature >= n_total) continue;
-          const float value = acc[4 * i + 2 * h + e];
-          if constexpr (kEpilogue == GemmEpilogue::kStoreBySlot) {
-            static_cast<__nv_bfloat16*>(params.out)[slot * params.out_row_stride + feature] =
-                __float2bfloat16_rn(value);
-          } else {
-            static_cast<float*>(params.out)[slot * params.out_row_stride + feature] =
-                value * weight;
-          }
+          static_cast<__nv_bfloat16*>(params.out)[slot * params.out_row_stride + feature] =
+              __float2bfloat16_rn(acc[4 * i + 2 * h + e] * weight);
         }
       }
     }

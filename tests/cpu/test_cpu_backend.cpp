@@ -318,7 +318,7 @@ TEST(CpuBackend, CallerWorkspaceAndExecutorGiveTheAllocatingOverloadsBits) {
 
     const size_t bytes = moe_layer_workspace_bytes(c.shape, c.tokens);
     EXPECT_GE(bytes, size_t{2} * c.tokens * c.shape.top_k * c.shape.intermediate +
-                         size_t{4} * c.tokens * c.shape.top_k * c.shape.hidden);
+                         size_t{2} * c.tokens * c.shape.top_k * c.shape.hidden);
     for (Executor* executor : {&one, &three, &three}) {
       PoisonedWorkspace workspace(bytes);
       std::vector<bf16> out;
@@ -350,7 +350,7 @@ TEST(CpuBackend, WorkspaceNullMisalignedOrShortIsRejectedBeforeWriting) {
   std::vector<bf16> out;
   const MoeLayerArgs args = data.layer_args(routing, &out);
   const size_t bytes = moe_layer_workspace_bytes(shape, 6);
-  EXPECT_EQ(bytes, size_t{6} * 2 * (2 * 64 + 4 * 128));
+  EXPECT_EQ(bytes, size_t{6} * 2 * (2 * 64 + 2 * 128));
   EXPECT_EQ(moe_layer_workspace_bytes(shape, 0), 0u);
   EXPECT_EQ(moe_layer_workspace_bytes(shape, -3), 0u);
   EXPECT_EQ(moe_layer_workspace_bytes(MoeShape{8, 2, 100, 64}, 6), 0u);
@@ -359,7 +359,7 @@ TEST(CpuBackend, WorkspaceNullMisalignedOrShortIsRejectedBeforeWriting) {
 
   Status status = run_moe_layer(plan, shape, args, nullptr, bytes, executor);
   EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(status.message(), "workspace is null (this call needs 7680 bytes)");
+  EXPECT_EQ(status.message(), "workspace is null (this call needs 4608 bytes)");
   status = run_moe_layer(plan, shape, args, static_cast<char*>(workspace.data()) + 32, bytes,
                          executor);
   EXPECT_EQ(status.code(), ErrorCode::kMisaligned);
@@ -367,7 +367,7 @@ TEST(CpuBackend, WorkspaceNullMisalignedOrShortIsRejectedBeforeWriting) {
   status = run_moe_layer(plan, shape, args, workspace.data(), bytes - 64, executor);
   EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(status.message(),
-            "workspace_bytes = 7616 is smaller than the 7680 bytes this call needs");
+            "workspace_bytes = 4544 is smaller than the 4608 bytes this call needs");
   EXPECT_EQ(first_unwritten(out), 0);
   for (const bf16 value : out) EXPECT_EQ(value.bits, kPoison.bits);
   EXPECT_TRUE(workspace.untouched());

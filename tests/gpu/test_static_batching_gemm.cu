@@ -368,7 +368,7 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   upload_plan(plan, E, k, &device_plan);
   DeviceBuffer hidden_dev(std::max<size_t>(hidden.size(), 8) * 2), w13_dev(w13.size() * 2),
       w2_dev(w2.size() * 2), weights_dev(std::max<int64_t>(S, 1) * 4),
-      inter_dev(std::max<int64_t>(S, 1) * I * 2), slot_out_dev(std::max<int64_t>(S, 1) * H * 4);
+      inter_dev(std::max<int64_t>(S, 1) * I * 2), slot_out_dev(std::max<int64_t>(S, 1) * H * 2);
   upload(hidden_dev, hidden);
   upload(w13_dev, w13);
   upload(w2_dev, w2);
@@ -409,7 +409,7 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   if (S == 0) return;
 
   const std::vector<bf16> inter = download<bf16>(inter_dev, static_cast<size_t>(S) * I);
-  const std::vector<float> slot_out = download<float>(slot_out_dev, static_cast<size_t>(S) * H);
+  const std::vector<bf16> slot_out = download<bf16>(slot_out_dev, static_cast<size_t>(S) * H);
 
   // GEMM1: intermediate[p] = silu(w13_gate[e] · hidden[t]) * (w13_up[e] · hidden[t]) at the
   // sorted row p (slot = sorted_slots[p], t = slot / k, e = topk_ids[slot]).
@@ -444,7 +444,7 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
         acc += double(inter[p * I + col].to_float()) * w_row[col].to_float();
       }
       const double want = acc * weight;
-      const float got = slot_out[int64_t{slot} * H + n];
+      const float got = slot_out[int64_t{slot} * H + n].to_float();
       unwritten += std::isnan(got) ? 1 : 0;
       err2 += (got - want) * (got - want);
       norm2 += want * want;
@@ -452,7 +452,8 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   }
   EXPECT_EQ(unwritten, 0) << "elements left poisoned";
   EXPECT_LE(std::sqrt(err1 / norm1), 5e-3) << "GEMM1 (SiLU) " << layer_case_name(c);
-  EXPECT_LE(std::sqrt(err2 / norm2), 1e-3) << "GEMM2 (router weighted) " << layer_case_name(c);
+  // Both outputs are bf16 (one rounding: ~1e-3 relative RMS), against fp64 sums.
+  EXPECT_LE(std::sqrt(err2 / norm2), 5e-3) << "GEMM2 (router weighted) " << layer_case_name(c);
 }
 
 std::vector<LayerCase> layer_cases() {
