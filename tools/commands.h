@@ -13,5 +13,7 @@ int run_models_command(const std::vector<std::string>& argv);
 int run_bench_command(const std::vector<std::string>& argv);
 int run_configs_command(const std::vector<std::string>& argv);
 int run_regions_command(const std::vector<std::string>& argv);
+int run_profile_command(const std::vector<std::string>& argv);
+int run_evaluate_command(const std::vector<std::string>& argv);
 
 }  // namespace ramp::cli

@@ -16,7 +16,9 @@ constexpr const char* kHelp =
     "  models   list the built-in model shapes\n"
     "  bench    measure the kernel against same-run ceilings and the peers (GPU)\n"
     "  configs  list the tile-config catalog (shared memory, compiled today or not)\n"
-    "  regions  region analysis of a routing: variables, rule verdicts, config per expert\n\n"
+    "  regions  region analysis of a routing: variables, rule verdicts, config per expert\n"
+    "  profile  measure the selection candidates and fit the wave cost model (GPU)\n"
+    "  evaluate regret and speedup of routing-aware selection on held-out routings (GPU)\n\n"
     "`ramp <command> --help` describes each command's options.\n\n"
     "examples:\n"
     "  ramp run                                   # olmoe-1b-7b, T=64, uniform routing\n"
@@ -38,7 +40,9 @@ int main(int argc, char** argv) {
   if (command == "bench") return ramp::cli::run_bench_command(rest);
   if (command == "configs") return ramp::cli::run_configs_command(rest);
   if (command == "regions") return ramp::cli::run_regions_command(rest);
-  std::fprintf(stderr, "ramp: unknown command '%s' (run, plan, models, bench, configs, regions; "
+  if (command == "profile") return ramp::cli::run_profile_command(rest);
+  if (command == "evaluate") return ramp::cli::run_evaluate_command(rest);
+  std::fprintf(stderr, "ramp: unknown command '%s' (run, plan, models, bench, configs, regions, profile, evaluate; "
                "see ramp --help)\n",
                command.c_str());
   return 2;

@@ -4,6 +4,7 @@
 
 #include "core/validation.h"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/candidate_selection.h"
 
 namespace ramp::dispatch {
 
@@ -19,8 +20,9 @@ std::vector<int32_t> histogram(const int32_t* topk_ids, int32_t num_slots, int32
   return counts;
 }
 
-Status expert_configs(std::span<const int32_t> counts, int32_t out_features, int32_t num_sms,
+Status expert_configs(std::span<const int32_t> counts, const GemmShape& shape, int32_t num_sms,
                       int32_t forced_config, std::vector<int32_t>* configs) {
+  const int32_t out_features = shape.out_features;
   if (forced_config >= kNumBuiltinConfigs) {
     return {ErrorCode::kInvalidArgument, "forced_config = " + std::to_string(forced_config) +
                                              " is outside [0, " +
@@ -28,6 +30,10 @@ Status expert_configs(std::span<const int32_t> counts, int32_t out_features, int
   }
   if (forced_config >= 0) {
     configs->assign(counts.size(), forced_config);
+  } else if (forced_config == kRoutingAwareConfigs) {
+    DeviceConstants device = DeviceConstants::h100();
+    device.sm_count = num_sms;
+    *configs = assign_routing_aware_configs(shape, counts, device);
   } else {
     *configs = assign_builtin_configs(counts, out_features, num_sms);
   }
@@ -49,6 +55,15 @@ std::vector<int32_t> assign_builtin_configs(std::span<const int32_t> expert_coun
   return configs;
 }
 
+std::vector<int32_t> assign_routing_aware_configs(const GemmShape& shape,
+                                                  std::span<const int32_t> expert_counts,
+                                                  const DeviceConstants& device) {
+  const CandidateChoice choice =
+      choose_candidate(shipped_profiles(), shape, expert_counts, device);
+  return candidate_assignment(choice.candidate, expert_counts, shape.out_features,
+                              device.sm_count);
+}
+
 Status build_layer_plan(const MoeShape& shape, const int32_t* topk_ids, int32_t num_tokens,
                         ExpertOrder order, int32_t num_sms, int32_t forced_config, Plan* plan) {
   RAMP_TRY(validate_shape(shape));
@@ -59,10 +74,10 @@ Status build_layer_plan(const MoeShape& shape, const int32_t* topk_ids, int32_t 
   PlanRequest request{topk_ids, num_tokens, shape.top_k, shape.num_experts, order, {}};
   GemmPlanSpec gemm1{2 * shape.intermediate, shape.hidden, builtin_config_vector(), {}};
   GemmPlanSpec gemm2{shape.hidden, shape.intermediate, builtin_config_vector(), {}};
-  RAMP_TRY(expert_configs(counts, gemm1.out_features, num_sms, forced_config,
-                          &gemm1.expert_config));
-  RAMP_TRY(expert_configs(counts, gemm2.out_features, num_sms, forced_config,
-                          &gemm2.expert_config));
+  const GemmShape shape1{shape.num_experts, shape.top_k, gemm1.out_features, gemm1.in_features};
+  const GemmShape shape2{shape.num_experts, shape.top_k, gemm2.out_features, gemm2.in_features};
+  RAMP_TRY(expert_configs(counts, shape1, num_sms, forced_config, &gemm1.expert_config));
+  RAMP_TRY(expert_configs(counts, shape2, num_sms, forced_config, &gemm2.expert_config));
   request.gemms = {std::move(gemm1), std::move(gemm2)};
   return Plan::build(request, plan);
 }
@@ -76,7 +91,8 @@ Status build_grouped_gemm_plan(const GroupedGemmArgs& args, ExpertOrder order, i
       histogram(args.topk_ids, args.num_tokens * args.top_k, args.num_experts);
   PlanRequest request{args.topk_ids, args.num_tokens, args.top_k, args.num_experts, order, {}};
   GemmPlanSpec gemm{args.out_features, args.in_features, builtin_config_vector(), {}};
-  RAMP_TRY(expert_configs(counts, gemm.out_features, num_sms, forced_config, &gemm.expert_config));
+  const GemmShape gemm_shape{args.num_experts, args.top_k, gemm.out_features, gemm.in_features};
+  RAMP_TRY(expert_configs(counts, gemm_shape, num_sms, forced_config, &gemm.expert_config));
   request.gemms = {std::move(gemm)};
   return Plan::build(request, plan);
 }

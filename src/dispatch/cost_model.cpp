@@ -324,6 +324,22 @@ int32_t Profile::select(std::span<const int32_t> histogram) const {
   return best;
 }
 
+CandidateTable Profile::candidate_table() const {
+  CandidateTable table;
+  for (const CandidateProfileEntry& entry : candidates) {
+    if (table.count >= kMaxCandidates) break;
+    table.entries[table.count++] = entry.candidate;
+  }
+  return table;
+}
+
+int32_t Profile::select_candidate(std::span<const int32_t> histogram) const {
+  const CandidateTable table = candidate_table();
+  return dispatch::select_candidate(table, kBuiltinConfigs, histogram.data(),
+                                    static_cast<int32_t>(histogram.size()), shape.out_features,
+                                    sm_count);
+}
+
 json::Value Profile::to_json() const {
   json::Value value;
   value.set("device", device);
@@ -349,6 +365,20 @@ json::Value Profile::to_json() const {
     configs.push_back(std::move(item));
   }
   value.set("configs", std::move(configs));
+  json::Value candidate_list = json::Value::array();
+  for (const CandidateProfileEntry& entry : candidates) {
+    const Candidate& c = entry.candidate;
+    json::Value item;
+    item.set("kind", c.kind == kCandidateMixed ? "mixed" : "uniform");
+    item.set("config", c.config);
+    item.set("ctas_per_sm", c.ctas_per_sm);
+    item.set("a", c.a).set("b", c.b).set("c", c.c).set("d", c.d).set("e", c.e);
+    item.set("samples", entry.stats.samples);
+    item.set("rms_relative_error", entry.stats.rms_relative_error);
+    item.set("max_relative_error", entry.stats.max_relative_error);
+    candidate_list.push_back(std::move(item));
+  }
+  value.set("candidates", std::move(candidate_list));
   return value;
 }
 
@@ -426,6 +456,42 @@ Status Profile::from_json(const json::Value& value, Profile* profile) {
     RAMP_TRY(read_double(item, item_where, "max_relative_error", true,
                          &entry.stats.max_relative_error));
     parsed.entries.push_back(entry);
+  }
+  // "candidates" is optional (profiles written before selection candidates existed).
+  const json::Value* candidate_list = value.find("candidates");
+  if (candidate_list != nullptr) {
+    if (!candidate_list->is_array()) return invalid(where + ": \"candidates\" must be an array");
+    if (candidate_list->size() > static_cast<size_t>(kMaxCandidates)) {
+      return invalid(where + ": more than " + std::to_string(kMaxCandidates) + " candidates");
+    }
+    for (size_t i = 0; i < candidate_list->size(); ++i) {
+      const json::Value& item = candidate_list->as_array()[i];
+      const std::string item_where = where + " candidates[" + std::to_string(i) + "]";
+      if (!item.is_object()) return invalid(item_where + ": must be an object");
+      CandidateProfileEntry entry;
+      Candidate& c = entry.candidate;
+      const json::Value* kind = item.find("kind");
+      if (kind == nullptr || !kind->is_string() ||
+          (kind->as_string() != "uniform" && kind->as_string() != "mixed")) {
+        return invalid(item_where + ": \"kind\" must be \"uniform\" or \"mixed\"");
+      }
+      c.kind = kind->as_string() == "mixed" ? kCandidateMixed : kCandidateUniform;
+      RAMP_TRY(read_int(item, item_where, "config", c.kind == kCandidateMixed ? -1 : 0,
+                        kNumBuiltinConfigs - 1, &c.config));
+      RAMP_TRY(read_int(item, item_where, "ctas_per_sm", 1, 64, &c.ctas_per_sm));
+      RAMP_TRY(read_double(item, item_where, "a", true, &c.a));
+      RAMP_TRY(read_double(item, item_where, "b", true, &c.b));
+      RAMP_TRY(read_double(item, item_where, "c", true, &c.c));
+      RAMP_TRY(read_double(item, item_where, "d", true, &c.d));
+      if (item.find("e") != nullptr) RAMP_TRY(read_double(item, item_where, "e", true, &c.e));
+      RAMP_TRY(read_int(item, item_where, "samples", 0, std::numeric_limits<int32_t>::max(),
+                        &entry.stats.samples));
+      RAMP_TRY(read_double(item, item_where, "rms_relative_error", true,
+                           &entry.stats.rms_relative_error));
+      RAMP_TRY(read_double(item, item_where, "max_relative_error", true,
+                           &entry.stats.max_relative_error));
+      parsed.candidates.push_back(entry);
+    }
   }
   *profile = std::move(parsed);
   return Status::ok();

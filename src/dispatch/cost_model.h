@@ -21,6 +21,7 @@
 
 #include "core/json.h"
 #include "core/tile_config.h"
+#include "dispatch/candidates.h"
 #include "dispatch/catalog.h"
 #include "ramp/status.h"
 
@@ -88,11 +89,24 @@ struct ProfileEntry {
   FitStats stats;
 };
 
+// One fitted selection candidate (candidates.h): the coefficients live in the Candidate.
+struct CandidateProfileEntry {
+  Candidate candidate;
+  FitStats stats;
+};
+
 struct Profile {
   std::string device;  // DeviceConstants::name of the GPU it was measured on
   int32_t sm_count = 0;
   GemmShape shape;
-  std::vector<ProfileEntry> entries;
+  std::vector<ProfileEntry> entries;               // per catalog config (JSON "configs")
+  std::vector<CandidateProfileEntry> candidates;   // selection candidates (JSON "candidates")
+
+  // The candidates as the POD table select_candidate reads (at most kMaxCandidates).
+  CandidateTable candidate_table() const;
+  // Index into `candidates` with the smallest predicted time on the compiled configs; -1 when
+  // there are none.
+  int32_t select_candidate(std::span<const int32_t> histogram) const;
 
   double predict(size_t entry, std::span<const int32_t> histogram) const;
   // Predicted microseconds of every entry, in entry order.
