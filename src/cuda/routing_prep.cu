@@ -12,6 +12,7 @@
 
 #include "core/host_device.h"
 #include "cuda/cuda_check.h"
+#include "cuda/ptx/grid_dependency.h"
 #include "dispatch/builtin_configs.h"
 
 namespace ramp::cuda {
@@ -284,6 +285,7 @@ static_assert(LargeCta::kCapacity == kPrepChunkSlots && LargeCta::kCapacity == k
 // S <= kPrepChunkSlots: the whole prep in one CTA, one launch.
 template <class Cta>
 __global__ void __launch_bounds__(Cta::kThreads) prep_one_cta(RoutingPrepArgs args) {
+  ptx::allow_next_grid_launch();  // the dependent waits for completion before reading the plan
   __shared__ typename Cta::Shared shared;
   for (int32_t e = threadIdx.x; e < args.num_experts; e += Cta::kThreads) shared.counts[e] = 0;
   __syncthreads();
@@ -310,6 +312,501 @@ __global__ void __launch_bounds__(Cta::kThreads) prep_one_cta(RoutingPrepArgs ar
   Cta::finish_plan(shared, args, errors);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The fast one-CTA path: S <= kPrepChunkSlots, E <= kFastMaxExperts. Five barriers in all (four
+// for the identity order) instead of CUB radix sorts:
+//   1. slots: each warp owns a contiguous segment of slots and walks it 32 at a time; a slot's
+//      rank among its expert's slots in the segment = (count in earlier batches, a per-warp
+//      row of shared counters) + (rank in the batch: lanes with the same id, found with one
+//      ballot per id bit). Stable by construction.
+//   2. experts: per expert, the exclusive prefix over warps (the warp's base inside the expert)
+//      and the count; one block scan of (count, non-empty, big tiles of GEMM 0 and 1) gives the
+//      offsets, the identity order (compacted non-empty experts) and both GEMMs' config rule.
+//   3. sorted_slots = offset[e] + warp base + segment rank; both GEMMs' orders at once: the
+//      busy-first rank of a task = how many tasks have a larger (tiles, -index) key, counted by
+//      comparison against the (at most 256) compacted keys: no sort.
+//   4. one block scan of both GEMMs' tile counts in task order: TilePrefix and chunk index.
+constexpr int32_t kFastMaxExperts = 256;
+// The ordering key is tiles << 8 | (255 - task index); the host checks it fits (fast_plan_fits).
+constexpr int64_t kFastMaxTiles = int64_t{1} << 23;
+
+__device__ __forceinline__ uint32_t lanemask_lt() {
+  uint32_t mask;
+  asm("mov.u32 %0, %%lanemask_lt;" : "=r"(mask));
+  return mask;
+}
+
+// The lanes of the warp holding the same expert id as this lane (id < 0: routed nowhere, peers
+// of the other routed-nowhere lanes). One ballot per id bit: __match_any_sync costs far more on
+// a batch of ~30 distinct ids, and the batch walk is the prep's serial part.
+__device__ __forceinline__ uint32_t same_id_lanes(int32_t id) {
+  const bool routed = id >= 0;
+  const uint32_t routed_lanes = __ballot_sync(0xffffffffu, routed);
+  uint32_t peers = routed ? routed_lanes : ~routed_lanes;
+#pragma unroll
+  for (int bit = 0; bit < 8; ++bit) {  // ids < kFastMaxExperts = 2^8
+    const bool set = (id >> bit) & 1;
+    const uint32_t lanes = __ballot_sync(0xffffffffu, set);
+    peers &= set ? lanes : ~lanes;
+  }
+  return peers;
+}
+static_assert(kFastMaxExperts <= 256, "same_id_lanes looks at 8 id bits");
+
+template <int kWarpsArg, int kBatchesArg>
+struct FastCta {
+  static constexpr int kWarps = kWarpsArg;
+  static constexpr int kBatches = kBatchesArg;  // 32-slot batches per warp
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int32_t kSlotCapacity = kThreads * kBatches;
+  static constexpr int kIpt = (kFastMaxExperts + kThreads - 1) / kThreads;  // experts per thread
+  // Many slots: stage sorted_slots in shared memory and write it coalesced at the end (cheaper
+  // than thousands of scattered 4-byte stores); few: scatter straight to global memory.
+  static constexpr bool kStageSlots = kBatches > 1;
+
+  struct Shared {
+    int32_t warp_counts[kWarps][kFastMaxExperts];  // slots per (warp, expert), then warp bases
+    int32_t offset[kFastMaxExperts];
+    int32_t count[kFastMaxExperts];
+    int32_t config[kMaxPrepGemms][kFastMaxExperts];
+    int32_t tiles[kMaxPrepGemms][kFastMaxExperts];
+    alignas(16) int32_t key[kMaxPrepGemms][kFastMaxExperts];  // by identity task index
+    int32_t compact_expert[kFastMaxExperts];                  // identity order
+    int32_t task_expert[kMaxPrepGemms][kFastMaxExperts];      // execution order
+    int4 scan_totals[kWarps];
+    int2 tile_totals[kWarps];
+    int2 errors[kWarps];
+    alignas(16) int32_t sorted_slots[kStageSlots ? kSlotCapacity : 4];  // kStageSlots
+    // The builtin configs' tile extents, staged once so the config rule reads no constant
+    // memory on its dependent chain: tiles = ceil(rows / token_tile) * feature_blocks.
+    int32_t token_tile[dispatch::kNumBuiltinConfigs];
+    int32_t feature_blocks[kMaxPrepGemms][dispatch::kNumBuiltinConfigs];  // times split_k
+  };
+};
+
+// kFromCounts: the multi-CTA path's plan step. No slots; per expert, the exclusive scan over the
+// chunk histograms (in place: each chunk's base inside the expert) gives the count, and the
+// chunks' first offending slots give the errors. The stable scatter follows in its own launch.
+template <class Cta, bool kFromCounts>
+__global__ void __launch_bounds__(Cta::kThreads)
+    prep_fast(RoutingPrepArgs args, int32_t* chunk_counts, const int2* chunk_errors,
+              int32_t num_chunks) {
+  constexpr int kWarps = Cta::kWarps;
+  constexpr int kBatches = Cta::kBatches;
+  constexpr int kIpt = Cta::kIpt;
+  // The plan is read only after this grid completes (the dependent waits for that), so the
+  // successor may be scheduled right away.
+  if (!kFromCounts) ptx::allow_next_grid_launch();
+  __shared__ typename Cta::Shared sh;
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int32_t num_experts = args.num_experts;
+  const int32_t num_slots = num_slots_of(args);
+  const int num_gemms = args.num_gemms;
+  const TileConfig* configs = kDeviceConfigs.configs;
+
+  if (tid < dispatch::kNumBuiltinConfigs) {
+    const TileConfig config = configs[tid];
+    sh.token_tile[tid] = config.token_tile;
+#pragma unroll
+    for (int g = 0; g < kMaxPrepGemms; ++g) {
+      sh.feature_blocks[g][tid] =
+          g < num_gemms ? config.feature_blocks(args.out_features[g]) * config.split_k : 0;
+    }
+  }
+  int32_t* row = sh.warp_counts[warp];
+  if (!kFromCounts) {
+    for (int32_t e = lane; e < num_experts; e += 32) row[e] = 0;
+  }
+
+  // 1. Slots: warp `warp` owns [segment, segment + 32 * kBatches).
+  const int32_t segment = warp * (32 * kBatches);
+  int32_t ids[kBatches];
+  int32_t first_bad_id = INT32_MAX;
+  int32_t first_bad_weight = INT32_MAX;
+  if (kFromCounts) {
+    for (int32_t chunk = tid; chunk < num_chunks; chunk += Cta::kThreads) {
+      const int2 errors = chunk_errors[chunk];
+      first_bad_id = min(first_bad_id, errors.x);
+      first_bad_weight = min(first_bad_weight, errors.y);
+    }
+  }
+  // Every load is issued before any is used (one memory latency, not one per batch).
+  float weights[kBatches];
+  const bool check_weights = args.topk_weights != nullptr;
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    const int32_t slot = segment + b * 32 + lane;
+    const bool in_range = !kFromCounts && slot < num_slots;
+    ids[b] = in_range ? __ldg(args.topk_ids + slot) : -1;
+    weights[b] = in_range && check_weights ? __ldg(args.topk_weights + slot) : 0.0f;
+  }
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    const int32_t slot = segment + b * 32 + lane;
+    const bool in_range = !kFromCounts && slot < num_slots;
+    if (in_range && static_cast<uint32_t>(ids[b]) >= static_cast<uint32_t>(num_experts)) {
+      first_bad_id = min(first_bad_id, slot);
+      ids[b] = -1;
+    }
+    if (in_range && !isfinite(weights[b])) first_bad_weight = min(first_bad_weight, slot);
+  }
+  first_bad_id = __reduce_min_sync(0xffffffffu, first_bad_id);
+  first_bad_weight = __reduce_min_sync(0xffffffffu, first_bad_weight);
+  if (lane == 0) sh.errors[warp] = make_int2(first_bad_id, first_bad_weight);
+  __syncwarp();  // the row is zero
+
+  int32_t segment_rank[kBatches];
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    segment_rank[b] = 0;
+    if (!kFromCounts && segment + b * 32 < num_slots) {  // warp-uniform
+      const int32_t id = ids[b];
+      const uint32_t peers = same_id_lanes(id);
+      const int32_t rank = __popc(peers & lanemask_lt());
+      const int32_t before = id >= 0 ? row[id] : 0;
+      segment_rank[b] = before + rank;
+      __syncwarp();
+      if (id >= 0 && rank == 0) row[id] = before + __popc(peers);
+      __syncwarp();
+    }
+  }
+  __syncthreads();  // (1) every warp's counts
+
+  // 2. Experts, kIpt consecutive ones per thread (blocked: the scan runs in expert order).
+  int4 item[kIpt];  // count, non-empty, big tiles GEMM 0, big tiles GEMM 1
+  int4 sum = make_int4(0, 0, 0, 0);
+#pragma unroll
+  for (int i = 0; i < kIpt; ++i) {
+    const int32_t e = tid * kIpt + i;
+    int32_t count = 0;
+    if (kFromCounts && e < num_experts) {
+      for (int32_t first = 0; first < num_chunks; first += kScanBatch) {
+        int32_t batch[kScanBatch];
+#pragma unroll
+        for (int c = 0; c < kScanBatch; ++c) {
+          const int32_t chunk = first + c;
+          batch[c] = chunk < num_chunks
+                         ? chunk_counts[static_cast<int64_t>(chunk) * num_experts + e]
+                         : 0;
+        }
+#pragma unroll
+        for (int c = 0; c < kScanBatch; ++c) {
+          const int32_t chunk = first + c;
+          if (chunk < num_chunks) {
+            chunk_counts[static_cast<int64_t>(chunk) * num_experts + e] = count;
+          }
+          count += batch[c];
+        }
+      }
+    } else if (e < num_experts) {
+      int32_t c[kWarps];  // all loads first: the stores below could alias them
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) c[w] = sh.warp_counts[w][e];
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        sh.warp_counts[w][e] = count;
+        count += c[w];
+      }
+    }
+    item[i].x = count;
+    item[i].y = count > 0;
+    // dispatch::big_tiles_of_expert with the staged extents of config 0.
+    const bool big = count > dispatch::kSwappedMaxRows;
+    const int32_t big_token_blocks = big ? ceil_div(count, sh.token_tile[0]) : 0;
+    item[i].z = big_token_blocks * sh.feature_blocks[0][0];
+    item[i].w = big_token_blocks * sh.feature_blocks[1][0];
+    sum.x += item[i].x;
+    sum.y += item[i].y;
+    sum.z += item[i].z;
+    sum.w += item[i].w;
+  }
+  int4 inclusive = sum;
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const int32_t x = __shfl_up_sync(0xffffffffu, inclusive.x, d);
+    const int32_t y = __shfl_up_sync(0xffffffffu, inclusive.y, d);
+    const int32_t z = __shfl_up_sync(0xffffffffu, inclusive.z, d);
+    const int32_t w = __shfl_up_sync(0xffffffffu, inclusive.w, d);
+    if (lane >= d) {
+      inclusive.x += x;
+      inclusive.y += y;
+      inclusive.z += z;
+      inclusive.w += w;
+    }
+  }
+  if (lane == 31) sh.scan_totals[warp] = inclusive;
+  __syncthreads();  // (2) warp totals
+  int4 running = make_int4(inclusive.x - sum.x, inclusive.y - sum.y, 0, 0);
+  int4 total = make_int4(0, 0, 0, 0);
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const int4 t = sh.scan_totals[w];
+    if (w < warp) {
+      running.x += t.x;
+      running.y += t.y;
+    }
+    total.x += t.x;
+    total.y += t.y;
+    total.z += t.z;
+    total.w += t.w;
+  }
+  const int32_t routed = total.x;
+  const int32_t num_tasks = total.y;
+  const int32_t total_big_tiles[kMaxPrepGemms] = {total.z, total.w};
+
+  const RoutingView& routing = args.routing;
+#pragma unroll
+  for (int i = 0; i < kIpt; ++i) {
+    const int32_t e = tid * kIpt + i;
+    if (e < num_experts) {
+      const int32_t count = item[i].x;
+      const int32_t offset = running.x;
+      const int32_t index = running.y;  // identity task index when count > 0
+      routing.expert_counts[e] = count;
+      routing.expert_offsets[e] = offset;
+      sh.offset[e] = offset;
+      sh.count[e] = count;
+      if (count > 0) sh.compact_expert[index] = e;
+#pragma unroll
+      for (int g = 0; g < kMaxPrepGemms; ++g) {
+        if (g >= num_gemms) break;
+        const int32_t config = expert_config(args, count, total_big_tiles[g]);
+        const int32_t tiles =
+            ceil_div(count, sh.token_tile[config]) * sh.feature_blocks[g][config];
+        sh.config[g][e] = config;
+        sh.tiles[g][e] = tiles;
+        if (count > 0) sh.key[g][index] = (tiles << 8) | (255 - index);
+      }
+    }
+    running.x += item[i].x;
+    running.y += item[i].y;
+  }
+  if (tid < 3) {  // the ranking loop reads keys 4 at a time: zero the tail
+    const int32_t index = num_tasks + tid;
+    if (index < round_up(num_tasks, 4)) {
+      for (int g = 0; g < num_gemms; ++g) sh.key[g][index] = 0;
+    }
+  }
+  if (tid == 0) {
+    routing.expert_offsets[num_experts] = routed;
+    zero_padding(routing.expert_counts, num_experts, num_experts);
+    zero_padding(routing.expert_offsets, num_experts + 1, num_experts + 1);
+    int32_t bad_id = INT32_MAX;
+    int32_t bad_weight = INT32_MAX;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      bad_id = min(bad_id, sh.errors[w].x);
+      bad_weight = min(bad_weight, sh.errors[w].y);
+    }
+    int32_t bits = 0;
+    if (bad_id != INT32_MAX) bits |= kRoutingBadExpertId;
+    if (bad_weight != INT32_MAX) bits |= kRoutingNonFiniteWeight;
+    *routing.header = RoutingHeader{bits, bad_id, bad_weight, num_slots};
+  }
+  // Routed-nowhere slots leave a tail behind the routed ones; it and the padding read zero.
+  const int32_t padded_slots = round_up(max_i32(num_slots, 1), 4);
+  int32_t* sorted_slots =
+      Cta::kStageSlots && !kFromCounts ? sh.sorted_slots : routing.sorted_slots;
+  for (int32_t p = routed + tid; p < padded_slots; p += Cta::kThreads) sorted_slots[p] = 0;
+  __syncthreads();  // (3) offsets, warp bases, configs, tiles, keys, identity order
+
+  // 3. The stable scatter of the slots (staged or not, see kStageSlots).
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    const int32_t id = ids[b];
+    if (id >= 0) {
+      sorted_slots[sh.offset[id] + sh.warp_counts[warp][id] + segment_rank[b]] =
+          segment + b * 32 + lane;
+    }
+  }
+  const bool identity = args.order == ExpertOrder::kIdentity;
+  if (!identity) {
+    const int32_t pairs = num_gemms * num_tasks;
+    for (int32_t p = tid; p < pairs; p += Cta::kThreads) {
+      const int g = p >= num_tasks ? 1 : 0;
+      const int32_t index = p - g * num_tasks;
+      const int32_t mine = sh.key[g][index];
+      const int4* keys = reinterpret_cast<const int4*>(sh.key[g]);
+      int32_t rank = 0;
+      for (int32_t j = 0; j < (num_tasks + 3) / 4; ++j) {
+        const int4 k = keys[j];
+        rank += (k.x > mine) + (k.y > mine) + (k.z > mine) + (k.w > mine);
+      }
+      const int32_t task = args.order == ExpertOrder::kHalfInterval
+                               ? half_interval_position(rank, num_tasks)
+                               : rank;
+      sh.task_expert[g][task] = sh.compact_expert[index];
+    }
+    __syncthreads();  // (4) execution order
+  }
+
+  // 4. TilePrefix of both GEMMs in one scan over tasks (kIpt consecutive tasks per thread).
+  int32_t task_e[kMaxPrepGemms][kIpt];
+  int2 task_tiles[kIpt];
+  int2 tile_sum = make_int2(0, 0);
+#pragma unroll
+  for (int i = 0; i < kIpt; ++i) {
+    const int32_t task = tid * kIpt + i;
+    int32_t tiles[kMaxPrepGemms] = {0, 0};
+#pragma unroll
+    for (int g = 0; g < kMaxPrepGemms; ++g) {
+      task_e[g][i] = -1;
+      if (g < num_gemms && task < num_tasks) {
+        const int32_t e = identity ? sh.compact_expert[task] : sh.task_expert[g][task];
+        task_e[g][i] = e;
+        tiles[g] = sh.tiles[g][e];
+      }
+    }
+    task_tiles[i] = make_int2(tiles[0], tiles[1]);
+    tile_sum.x += tiles[0];
+    tile_sum.y += tiles[1];
+  }
+  int2 tile_inclusive = tile_sum;
+#pragma unroll
+  for (int d = 1; d < 32; d *= 2) {
+    const int32_t x = __shfl_up_sync(0xffffffffu, tile_inclusive.x, d);
+    const int32_t y = __shfl_up_sync(0xffffffffu, tile_inclusive.y, d);
+    if (lane >= d) {
+      tile_inclusive.x += x;
+      tile_inclusive.y += y;
+    }
+  }
+  if (lane == 31) sh.tile_totals[warp] = tile_inclusive;
+  __syncthreads();  // (5) warp totals of the tile scan; the staged sorted slots
+  if (Cta::kStageSlots && !kFromCounts) {
+    const int4* staged = reinterpret_cast<const int4*>(sh.sorted_slots);
+    int4* out = reinterpret_cast<int4*>(routing.sorted_slots);
+    for (int32_t q = tid; q < padded_slots / 4; q += Cta::kThreads) out[q] = staged[q];
+  }
+  int32_t prefix[kMaxPrepGemms] = {tile_inclusive.x - tile_sum.x, tile_inclusive.y - tile_sum.y};
+  int32_t total_tiles[kMaxPrepGemms] = {0, 0};
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    const int2 t = sh.tile_totals[w];
+    if (w < warp) {
+      prefix[0] += t.x;
+      prefix[1] += t.y;
+    }
+    total_tiles[0] += t.x;
+    total_tiles[1] += t.y;
+  }
+#pragma unroll
+  for (int g = 0; g < kMaxPrepGemms; ++g) {
+    if (g >= num_gemms) break;
+    const TaskMapView& map = args.task_maps[g];
+    int32_t inclusive_tiles = prefix[g];
+#pragma unroll
+    for (int i = 0; i < kIpt; ++i) {
+      const int32_t task = tid * kIpt + i;
+      if (task >= num_experts) break;
+      const bool used = task < num_tasks;
+      TaskDesc desc{0, 0, 0, 0};  // unused entries stay zero, as on the host
+      if (used) {
+        const int32_t e = task_e[g][i];
+        desc = TaskDesc{e, sh.config[g][e], sh.offset[e], sh.count[e]};
+        inclusive_tiles += g == 0 ? task_tiles[i].x : task_tiles[i].y;
+      }
+      map.tasks[task] = desc;
+      map.tile_prefix[task] = used ? inclusive_tiles : 0;
+      const bool closes_chunk = used && (task % 32 == 31 || task == num_tasks - 1);
+      const bool opens_unused_chunk = !used && task % 32 == 0;
+      if (closes_chunk || opens_unused_chunk) {
+        map.chunk_last[task / 32] = used ? inclusive_tiles : 0;
+      }
+    }
+    if (tid == 0) {
+      const int32_t chunks = ceil_div(num_experts, 32);
+      zero_padding(map.tile_prefix, num_experts, num_experts);
+      zero_padding(map.chunk_last, chunks, chunks);
+      *map.header = TaskMapHeader{num_tasks, total_tiles[g], ceil_div(num_tasks, 32), 0};
+    }
+  }
+}
+
+// A warp walks its batches one after the other, so small S gets one batch per warp.
+using TinyFastCta = FastCta<4, 1>;     // up to 128 slots (decode)
+using SmallFastCta = FastCta<16, 1>;   // up to 512
+using MediumFastCta = FastCta<16, 4>;  // up to 2048
+using LargeFastCta = FastCta<16, 8>;   // up to 4096
+using PlanFastCta = FastCta<8, 1>;     // the multi-CTA path's plan step (no slots)
+static_assert(TinyFastCta::kSlotCapacity < SmallFastCta::kSlotCapacity &&
+              SmallFastCta::kSlotCapacity < MediumFastCta::kSlotCapacity &&
+              MediumFastCta::kSlotCapacity < LargeFastCta::kSlotCapacity &&
+              LargeFastCta::kSlotCapacity == kPrepChunkSlots && PlanFastCta::kSlotCapacity > 0);
+
+
+// Large S, step 4 when E <= kFastMaxExperts: the stable scatter without a sort, as in prep_fast:
+// warp w owns 256 consecutive slots of the chunk; a slot's place is offsets[e] + chunk base +
+// (slots of e in earlier warps of the chunk) + (rank in the warp's segment).
+__global__ void __launch_bounds__(LargeFastCta::kThreads)
+    scatter_chunks_fast(RoutingPrepArgs args, const int32_t* chunk_bases) {
+  using Cta = LargeFastCta;
+  constexpr int kWarps = Cta::kWarps;
+  constexpr int kBatches = Cta::kBatches;
+  ptx::allow_next_grid_launch();  // the last prep kernel: see prep_fast
+  __shared__ int32_t warp_counts[kWarps][kFastMaxExperts];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int32_t num_experts = args.num_experts;
+  const int32_t num_slots = num_slots_of(args);
+  int32_t* row = warp_counts[warp];
+  for (int32_t e = lane; e < num_experts; e += 32) row[e] = 0;
+
+  const int32_t segment = blockIdx.x * kPrepChunkSlots + warp * (32 * kBatches);
+  int32_t ids[kBatches];
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    const int32_t slot = segment + b * 32 + lane;
+    ids[b] = slot < num_slots ? __ldg(args.topk_ids + slot) : -1;
+  }
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    if (static_cast<uint32_t>(ids[b]) >= static_cast<uint32_t>(num_experts)) ids[b] = -1;
+  }
+  __syncwarp();
+  int32_t segment_rank[kBatches];
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    segment_rank[b] = 0;
+    if (segment + b * 32 < num_slots) {  // warp-uniform
+      const int32_t id = ids[b];
+      const uint32_t peers = same_id_lanes(id);
+      const int32_t rank = __popc(peers & lanemask_lt());
+      const int32_t before = id >= 0 ? row[id] : 0;
+      segment_rank[b] = before + rank;
+      __syncwarp();
+      if (id >= 0 && rank == 0) row[id] = before + __popc(peers);
+      __syncwarp();
+    }
+  }
+  __syncthreads();
+  const int32_t* bases = chunk_bases + static_cast<int64_t>(blockIdx.x) * num_experts;
+  for (int32_t e = tid; e < num_experts; e += Cta::kThreads) {
+    int32_t c[kWarps];
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) c[w] = warp_counts[w][e];
+    int32_t running = args.routing.expert_offsets[e] + bases[e];
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      warp_counts[w][e] = running;
+      running += c[w];
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    const int32_t id = ids[b];
+    if (id >= 0) {
+      args.routing.sorted_slots[row[id] + segment_rank[b]] = segment + b * 32 + lane;
+    }
+  }
+}
+
 // Large S, step 1: per-chunk histogram and first offending slots. The counts do not depend on
 // the order the atomics land in, so striped (coalesced) loads are fine here.
 __global__ void __launch_bounds__(LargeCta::kThreads)
@@ -323,12 +820,27 @@ __global__ void __launch_bounds__(LargeCta::kThreads)
 
   SlotErrors mine;
   const int32_t chunk_begin = blockIdx.x * kPrepChunkSlots;
+  // Every load is issued before any is used (one memory latency, not one per item).
+  int32_t ids[LargeCta::kItems];
+  float weights[LargeCta::kItems];
+  const bool check_weights = args.topk_weights != nullptr;
+#pragma unroll
+  for (int i = 0; i < LargeCta::kItems; ++i) {
+    const int32_t slot = chunk_begin + i * LargeCta::kThreads + threadIdx.x;
+    const bool in_range = slot < num_slots;
+    ids[i] = in_range ? __ldg(args.topk_ids + slot) : 0;
+    weights[i] = in_range && check_weights ? __ldg(args.topk_weights + slot) : 0.0f;
+  }
 #pragma unroll
   for (int i = 0; i < LargeCta::kItems; ++i) {
     const int32_t slot = chunk_begin + i * LargeCta::kThreads + threadIdx.x;
     if (slot >= num_slots) break;
-    const uint32_t key = slot_key(args, slot, &mine);
-    if (key < static_cast<uint32_t>(num_experts)) atomicAdd(&counts[key], 1);
+    if (static_cast<uint32_t>(ids[i]) < static_cast<uint32_t>(num_experts)) {
+      atomicAdd(&counts[ids[i]], 1);
+    } else {
+      mine.first_bad_id = min(mine.first_bad_id, slot);
+    }
+    if (!isfinite(weights[i])) mine.first_bad_weight = min(mine.first_bad_weight, slot);
   }
   const int32_t first_bad_id =
       LargeCta::IntReduce(reduce).Reduce(mine.first_bad_id, ::cuda::minimum<>{});
@@ -388,6 +900,7 @@ __global__ void __launch_bounds__(Cta::kThreads)
 // place is offsets[e] + (slots of e in earlier chunks) + (rank among e's slots in this chunk).
 __global__ void __launch_bounds__(LargeCta::kThreads)
     scatter_chunks(RoutingPrepArgs args, const int32_t* chunk_bases) {
+  ptx::allow_next_grid_launch();  // the last prep kernel: see prep_fast
   using Cta = LargeCta;
   __shared__ union {
     Cta::KeySort::TempStorage sort;
@@ -477,6 +990,22 @@ Status check_prep_args(const RoutingPrepArgs& args) {
   return Status::ok();
 }
 
+// prep_fast holds at most kFastMaxExperts experts and needs every task's tile count below
+// kFastMaxTiles (its ordering key); S slots in one expert bound every count.
+bool fast_plan_fits(const RoutingPrepArgs& args, int32_t num_slots) {
+  if (args.num_experts > kFastMaxExperts) return false;
+  for (int g = 0; g < args.num_gemms; ++g) {
+    for (int32_t c = 0; c < dispatch::kNumBuiltinConfigs; ++c) {
+      if (args.forced_config >= 0 && c != args.forced_config) continue;
+      const TileConfig& config = dispatch::kBuiltinConfigs[c];
+      const int64_t tiles = int64_t{config.token_blocks(max_i32(num_slots, 1))} *
+                            config.feature_blocks(args.out_features[g]) * config.split_k;
+      if (tiles >= kFastMaxTiles) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 size_t routing_prep_scratch_bytes(int32_t num_experts, int32_t num_slots) {
@@ -486,6 +1015,23 @@ size_t routing_prep_scratch_bytes(int32_t num_experts, int32_t num_slots) {
 Status launch_routing_prep(const RoutingPrepArgs& args, cudaStream_t stream) {
   RAMP_TRY(check_prep_args(args));
   const int32_t num_slots = args.num_tokens * args.top_k;
+  if (num_slots <= kPrepChunkSlots && fast_plan_fits(args, num_slots)) {
+    if (num_slots <= TinyFastCta::kSlotCapacity) {
+      prep_fast<TinyFastCta, false><<<1, TinyFastCta::kThreads, 0, stream>>>(args, nullptr,
+                                                                              nullptr, 0);
+    } else if (num_slots <= SmallFastCta::kSlotCapacity) {
+      prep_fast<SmallFastCta, false><<<1, SmallFastCta::kThreads, 0, stream>>>(args, nullptr,
+                                                                                nullptr, 0);
+    } else if (num_slots <= MediumFastCta::kSlotCapacity) {
+      prep_fast<MediumFastCta, false><<<1, MediumFastCta::kThreads, 0, stream>>>(args, nullptr,
+                                                                                  nullptr, 0);
+    } else {
+      prep_fast<LargeFastCta, false><<<1, LargeFastCta::kThreads, 0, stream>>>(args, nullptr,
+                                                                                nullptr, 0);
+    }
+    RAMP_CUDA_TRY(cudaGetLastError());
+    return Status::ok();
+  }
   if (num_slots <= kPrepChunkSlots) {
     const int32_t held = max_i32(num_slots, args.num_experts);
     if (held <= SmallCta::kCapacity) {
@@ -510,6 +1056,22 @@ Status launch_routing_prep(const RoutingPrepArgs& args, cudaStream_t stream) {
 
   chunk_histograms<<<chunks, LargeCta::kThreads, 0, stream>>>(args, chunk_counts, chunk_errors);
   RAMP_CUDA_TRY(cudaGetLastError());
+  if (args.num_experts <= kFastMaxExperts) {
+    // The chunk scan runs inside the plan step; the scatter ranks without a sort.
+    if (fast_plan_fits(args, num_slots)) {
+      prep_fast<PlanFastCta, true><<<1, PlanFastCta::kThreads, 0, stream>>>(
+          args, chunk_counts, chunk_errors, chunks);
+    } else {
+      scan_chunk_counts<<<ceil_div(args.num_experts, kScanThreads), kScanThreads, 0, stream>>>(
+          chunk_counts, chunks, args.num_experts, args.routing.expert_counts);
+      RAMP_CUDA_TRY(cudaGetLastError());
+      plan_from_counts<SmallCta><<<1, SmallCta::kThreads, 0, stream>>>(args, chunk_errors, chunks);
+    }
+    RAMP_CUDA_TRY(cudaGetLastError());
+    scatter_chunks_fast<<<chunks, LargeFastCta::kThreads, 0, stream>>>(args, chunk_counts);
+    RAMP_CUDA_TRY(cudaGetLastError());
+    return Status::ok();
+  }
   scan_chunk_counts<<<ceil_div(args.num_experts, kScanThreads), kScanThreads, 0, stream>>>(
       chunk_counts, chunks, args.num_experts, args.routing.expert_counts);
   RAMP_CUDA_TRY(cudaGetLastError());

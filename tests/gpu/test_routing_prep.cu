@@ -419,15 +419,61 @@ TEST(RoutingPrep, StructuralErrorsAreStatusesBeforeAnyLaunch) {
   EXPECT_EQ(cuda::launch_routing_prep(args, nullptr).code(), ErrorCode::kInvalidArgument);
 }
 
+__global__ void empty_one_cta_kernel(int32_t* out) {
+  if (out != nullptr && threadIdx.x == 0) *out = 0;
+}
+
+// Graph replay of `launches` back-to-back launches; returns the mean time of one, in us.
+template <class Launch>
+double graph_replay_us(cudaStream_t stream, int launches, Launch launch) {
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal);
+  for (int i = 0; i < launches; ++i) launch();
+  cudaGraph_t graph;
+  cudaStreamEndCapture(stream, &graph);
+  cudaGraphExec_t exec;
+  cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphLaunch(exec, stream);  // warm-up
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  constexpr int kReplays = 10;
+  cudaEventRecord(start, stream);
+  for (int r = 0; r < kReplays; ++r) cudaGraphLaunch(exec, stream);
+  cudaEventRecord(stop, stream);
+  cudaEventSynchronize(stop);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return 1000.0 * ms / (kReplays * launches);
+}
+
 // Not a pass/fail check: prints the prep's device time (graph replay of many preps, so launch
-// gaps are amortised the way a captured layer amortises them).
+// gaps are amortised the way a captured layer amortises them), and the floor: a one-CTA kernel
+// that does nothing, replayed the same way.
 TEST(RoutingPrep, ReportLatency) {
   RAMP_SKIP_WITHOUT_DEVICE();
+  {
+    cudaStream_t stream;
+    RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    DeviceBuffer sink(16);
+    const double us = graph_replay_us(stream, 50, [&] {
+      empty_one_cta_kernel<<<1, 128, 0, stream>>>(sink.as<int32_t>());
+    });
+    RAMP_ASSERT_CUDA(cudaGetLastError());
+    std::printf("[ latency ] floor: empty one-CTA kernel, same graph replay: %.2f us\n", us);
+    cudaStreamDestroy(stream);
+  }
   workloads::RoutingSpec spec;
   ASSERT_TRUE(workloads::RoutingSpec::parse("zipf1.0", &spec));
   const std::tuple<int32_t, int32_t, int32_t> cases[] = {
       {1, 64, 8},     {16, 128, 8},   {64, 64, 8},        {256, 64, 8},
-      {256, 256, 8},  {512, 64, 8},   {4096, 128, 8},     {131072, 256, 8}};
+      {256, 256, 8},  {512, 64, 8},   {4096, 128, 8},     {131072, 256, 8},
+      // qwen3-like decode and prefill (E=128, k=8): the one-CTA path up to T=512, then chunks.
+      {1, 128, 8},    {8, 128, 8},    {64, 128, 8},       {256, 128, 8},
+      {2048, 128, 8}, {8192, 128, 8}};
   for (const auto& [num_tokens, num_experts, top_k] : cases) {
     const workloads::Routing routing =
         workloads::generate_routing(spec, num_tokens, num_experts, top_k, 1);
