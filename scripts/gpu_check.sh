@@ -15,7 +15,7 @@
 #   - only carried binaries (no CMakeCache) -> no build; the test binary runs one process per
 #                                              suite instead of ctest
 #   - anything else                         -> fresh configure (Ninja, Release) and build
-# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers python bench; default all),
+# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers python hf bench; default all),
 # RAMP_MEMCHECK_FILTER / RAMP_RACECHECK_FILTER (gtest filters), RAMP_BENCH_ARGS (replaces the
 # default `ramp bench gemm` + `ramp bench layer` runs), RAMP_BENCH_LAYER_ARGS (extra options of
 # the default layer run, e.g. "--models all --tokens all" for the whole matrix).
@@ -33,7 +33,7 @@ RAMP=$BUILD/tools/ramp
 MEMCHECK_FILTER=${RAMP_MEMCHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.MatchesCpuReference:CudaLayer.BadRouting*:CudaGroupedGemm.*'}
 # racecheck instruments every shared-memory access: the prep kernels and one small layer.
 RACECHECK_FILTER=${RAMP_RACECHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.BadRouting*'}
-STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python bench} "
+STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python hf bench} "
 wants() { [[ "$STEPS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -133,6 +133,16 @@ if wants python; then
     CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" python3 -m pip install -q --no-build-isolation --no-deps --target /tmp/ramp_py . &&
     run_step python-tests "$OUT/python.log" env PYTHONPATH=/tmp/ramp_py \
       python3 -m pytest -q -p no:cacheprovider python/tests
+fi
+
+# 3c. The end-to-end check in Hugging Face transformers (issue #5): small Qwen3-MoE and OLMoE
+# models with random weights, stock experts vs ramp_moe; logits, timings, JSON per model.
+# Needs the package from the python step (same call or a warm machine that kept /tmp/ramp_py).
+if wants hf; then
+  for model in qwen3 olmoe; do
+    run_step "hf-e2e $model" "$OUT/hf_e2e.log" env PYTHONPATH=/tmp/ramp_py \
+      python3 bench/hf_e2e.py --model "$model" --out "$OUT/hf_e2e_$model.json"
+  done
 fi
 
 # 4. Benchmark, when the command line has one. Results JSON go to $OUT (the device machine
