@@ -48,6 +48,7 @@ struct BenchOptions {
   std::string torch_script;   // empty: bench/peers/torch_peer.py under cwd, then the source tree
   int verify_tokens = 32;     // tokens checked against the fp64 reference (all if T is smaller)
   bool overlap_kernels = true;  // CudaOptions::overlap_kernels (programmatic dependent launch)
+  bool routing_aware = false;   // CudaOptions::routing_aware (device selection with a profile)
 };
 
 // Runs every case and writes the results file. Exit code: 0 written, 1 a measurement or a

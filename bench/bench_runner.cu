@@ -283,6 +283,7 @@ Status run_ramp_gemm(Context& ctx, ModelWeights& weights, GemmBuffers& buffers,
   cuda::CudaOptions cuda_options;
   cuda_options.order = ctx.options->order;
   cuda_options.overlap_kernels = ctx.options->overlap_kernels;
+  cuda_options.routing_aware = ctx.options->routing_aware;
   cuda_options.num_sms = ctx.device.sm_count;
 
   const size_t y_count = static_cast<size_t>(spec.num_tokens) * spec.shape.top_k * args.out_features;
@@ -429,6 +430,7 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   cuda::CudaOptions cuda_options;
   cuda_options.order = ctx.options->order;
   cuda_options.overlap_kernels = ctx.options->overlap_kernels;
+  cuda_options.routing_aware = ctx.options->routing_aware;
   cuda_options.num_sms = ctx.device.sm_count;
 
   RAMP_TRY(fill_bf16_bits_device(out.as<bf16>(), T * H, kPoisonBits, ctx.stream));
@@ -484,6 +486,7 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   m.status = "ok";
   m.note = "whole layer (routing prep, GEMM1+SiLU*up, GEMM2+weight, combine) under graph replay";
   if (!m.timing.graph) m.note = "NOT a graph (" + m.timing.graph_note + ")";
+  m.note += "; configs: " + cuda::selected_configs(shape, spec.num_tokens, cuda_options);
   return Status::ok();
 }
 
@@ -624,6 +627,7 @@ json::Value results_json(const Context& ctx, const std::vector<CaseResult>& resu
   settings.set("l2_flush_bytes", static_cast<int64_t>(ctx.flush_bytes));
   settings.set("expert_order", expert_order_name(options.order));
   settings.set("overlap_kernels", options.overlap_kernels);
+  settings.set("routing_aware", options.routing_aware);
   settings.set("seed", static_cast<int64_t>(options.seed));
   settings.set("verify_tokens", options.verify_tokens);
   root.set("settings", std::move(settings));

@@ -47,6 +47,8 @@ constexpr const char* kBenchHelp =
     "  --no-kernel           ceilings and peers only (the kernel's cases are marked skipped)\n"
     "  --no-overlap          launch the layer's kernels in plain stream order (no programmatic\n"
     "                        dependent launch), for A/B timing\n"
+    "  --routing-aware       configs from the routing-aware selection on the device (shipped\n"
+    "                        profile) instead of the builtin per-expert rule, for A/B timing\n"
     "  --no-cublas-peer      gemm: skip the cuBLAS peers\n"
     "  --torch-peer          run the torch._grouped_mm peer (default)\n"
     "  --no-torch-peer       do not\n"
@@ -156,8 +158,8 @@ int run_bench_command(const std::vector<std::string>& argv) {
   if (!args.parse(rest,
                   {"out", "models", "models-json", "tokens", "routings", "repeats", "warmup",
                    "seed", "order", "verify-tokens", "python", "torch-script"},
-                  {"no-kernel", "no-overlap", "no-cublas-peer", "torch-peer", "no-torch-peer",
-                   "help"})) {
+                  {"no-kernel", "no-overlap", "routing-aware", "no-cublas-peer", "torch-peer",
+                   "no-torch-peer", "help"})) {
     std::fprintf(stderr, "ramp bench: %s (see ramp bench --help)\n", args.error().c_str());
     return 2;
   }
@@ -199,6 +201,7 @@ int run_bench_command(const std::vector<std::string>& argv) {
   }
   options.run_kernel = !args.has("no-kernel");
   options.overlap_kernels = !args.has("no-overlap");
+  options.routing_aware = args.has("routing-aware");
   options.cublas_peer = !args.has("no-cublas-peer");
   options.torch_peer = !args.has("no-torch-peer");
   options.python = args.text("python", "python3");

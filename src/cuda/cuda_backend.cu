@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/validation.h"
@@ -14,6 +17,7 @@
 #include "cuda/routing_prep.cuh"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/candidate_selection.h"
 
 namespace ramp::cuda {
 
@@ -106,6 +110,75 @@ int32_t max_total_tiles(int32_t num_slots, int32_t num_experts, int32_t out_feat
       std::min(bound, static_cast<double>(std::numeric_limits<int32_t>::max())));
 }
 
+// The current GPU's name, queried once per device.
+std::string device_name() {
+  static std::mutex mutex;
+  static std::map<int, std::string> names;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return {};
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = names.find(device);
+  if (found != names.end()) return found->second;
+  cudaDeviceProp properties{};
+  std::string name;
+  if (cudaGetDeviceProperties(&properties, device) == cudaSuccess) {
+    name = properties.name;
+  } else {
+    (void)cudaGetLastError();
+  }
+  names.emplace(device, name);
+  return name;
+}
+
+// The shipped profile's candidate table for this GPU and GEMM shape (count 0 when there is
+// none), looked up once per (device name, shape).
+dispatch::CandidateTable selection_table(const dispatch::GemmShape& shape) {
+  static std::mutex mutex;
+  static std::map<std::tuple<std::string, int32_t, int32_t, int32_t, int32_t>,
+                  dispatch::CandidateTable>
+      tables;
+  const std::string name = device_name();
+  const auto key = std::make_tuple(name, shape.num_experts, shape.top_k, shape.out_features,
+                                   shape.in_features);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = tables.find(key);
+  if (found != tables.end()) return found->second;
+  dispatch::CandidateTable table;
+  const dispatch::Profile* profile =
+      dispatch::find_profile(dispatch::shipped_profiles(), name, shape);
+  if (profile != nullptr) table = profile->candidate_table();
+  tables.emplace(key, table);
+  return table;
+}
+
+// Fills prep.selection for the layer's or grouped GEMM's shapes when options ask for it, a
+// profile exists for every GEMM and the prep can select; else leaves the builtin rule.
+// *why (optional) receives which applied.
+void attach_selection(RoutingPrepArgs* prep, const dispatch::GemmShape* shapes,
+                      const CudaOptions& options, std::string* why) {
+  auto say = [&](const std::string& text) {
+    if (why != nullptr) *why = text;
+  };
+  if (!options.routing_aware) return say("builtin rule (routing_aware = false)");
+  if (options.forced_config >= 0) return say("forced config " + std::to_string(options.forced_config));
+  if (!routing_prep_can_select(*prep)) {
+    return say("builtin rule (the device prep selects for E <= 256 only)");
+  }
+  dispatch::CandidateTable tables[kMaxPrepGemms];
+  for (int32_t g = 0; g < prep->num_gemms; ++g) {
+    tables[g] = selection_table(shapes[g]);
+    if (tables[g].count == 0) {
+      return say("builtin rule (no shipped profile for '" + device_name() + "' and " +
+                 shapes[g].to_string() + ")");
+    }
+  }
+  for (int32_t g = 0; g < prep->num_gemms; ++g) prep->selection[g] = tables[g];
+  say("routing-aware (shipped profile for '" + device_name() + "')");
+}
+
 RoutingPrepArgs prep_args(void* workspace, const WorkspaceLayout& layout, const int32_t* topk_ids,
                           const float* topk_weights, int32_t num_tokens, int32_t top_k,
                           int32_t num_experts, int32_t num_sms, const CudaOptions& options) {
@@ -165,6 +238,24 @@ int32_t device_sm_count() {
   return sms;
 }
 
+std::string selected_configs(const MoeShape& shape, int32_t num_tokens,
+                             const CudaOptions& options) {
+  RoutingPrepArgs prep;
+  prep.num_tokens = num_tokens;
+  prep.top_k = shape.top_k;
+  prep.num_experts = shape.num_experts;
+  prep.num_gemms = 2;
+  prep.out_features[0] = 2 * shape.intermediate;
+  prep.out_features[1] = shape.hidden;
+  prep.forced_config = options.forced_config;
+  const dispatch::GemmShape shapes[kMaxPrepGemms] = {
+      {shape.num_experts, shape.top_k, 2 * shape.intermediate, shape.hidden},
+      {shape.num_experts, shape.top_k, shape.hidden, shape.intermediate}};
+  std::string why;
+  attach_selection(&prep, shapes, options, &why);
+  return why;
+}
+
 size_t grouped_gemm_workspace_bytes(int32_t num_experts, int32_t num_tokens, int32_t top_k) {
   return grouped_gemm_layout(num_experts, num_tokens * top_k).bytes;
 }
@@ -187,6 +278,9 @@ Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspa
   RoutingPrepArgs prep = prep_args(workspace, layout, args.topk_ids, nullptr, args.num_tokens,
                                    args.top_k, args.num_experts, num_sms, options);
   prep.out_features[0] = args.out_features;
+  const dispatch::GemmShape shape{args.num_experts, args.top_k, args.out_features,
+                                  args.in_features};
+  attach_selection(&prep, &shape, options, nullptr);
   RAMP_TRY(launch_routing_prep(prep, stream));
 
   StaticBatchedGemm gemm{};
@@ -226,6 +320,10 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
                 shape.top_k, shape.num_experts, num_sms, options);
   prep.out_features[0] = 2 * shape.intermediate;
   prep.out_features[1] = shape.hidden;
+  const dispatch::GemmShape shapes[kMaxPrepGemms] = {
+      {shape.num_experts, shape.top_k, 2 * shape.intermediate, shape.hidden},
+      {shape.num_experts, shape.top_k, shape.hidden, shape.intermediate}};
+  attach_selection(&prep, shapes, options, nullptr);
   RAMP_TRY(launch_routing_prep(prep, stream));
 
   StaticBatchedGemm gate_up{};

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/plan.h"
 #include "ramp/status.h"
@@ -25,12 +26,25 @@ namespace ramp::cuda {
 struct CudaOptions {
   ExpertOrder order = ExpertOrder::kHalfInterval;
   int32_t forced_config = -1;  // >= 0: every expert uses this builtin config (tests, profiling)
+  // Routing-aware selection on the device (RaMP), opt-in: the routing prep picks each GEMM's
+  // configs from the live histogram with the shipped cost-model profile for this GPU and GEMM
+  // shape (profiles/h100.json). Where there is none (another GPU or shape) or the prep cannot
+  // select (E > 256, or a batch whose tile counts exceed the sort-free prep), the builtin
+  // per-expert rule is used: selected_configs() says which applies. Off by default: on the
+  // H100 (2026-11-22) it chose correctly (the host's choice in every tested case) but the
+  // first device version added ~30 us to the prep at T = 1 and did not beat the builtin rule
+  // on the layer; the faster parallel version has not been timed yet (dev/kernel_notes.md).
+  bool routing_aware = false;
   int32_t num_sms = 0;         // 0: the current device's SM count
   // Programmatic dependent launch between the call's own kernels (prep -> GEMM1 -> GEMM2 ->
   // combine): each kernel's launch and prologue overlap the previous one's tail. false: plain
   // stream order (for A/B timing, or a tool that cannot follow programmatic edges).
   bool overlap_kernels = true;
 };
+
+// How a call with these options picks its configs: "routing-aware (profile NAME)" or
+// "builtin rule (why)", for logs and benchmark records. Host-only, no launch.
+std::string selected_configs(const MoeShape& shape, int32_t num_tokens, const CudaOptions& options);
 
 // True when the CUDA runtime sees at least one device.
 bool device_available();

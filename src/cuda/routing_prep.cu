@@ -376,6 +376,10 @@ struct FastCta {
     int32_t task_expert[kMaxPrepGemms][kFastMaxExperts];      // execution order
     int4 scan_totals[kWarps];
     int2 tile_totals[kWarps];
+    // Routing-aware selection: each GEMM's sums (dispatch::SelectionSums, flat) and choice.
+    unsigned long long selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
+    double predicted[kMaxPrepGemms][dispatch::kMaxCandidates];
+    int32_t selected[kMaxPrepGemms];
     int2 errors[kWarps];
     alignas(16) int32_t sorted_slots[kStageSlots ? kSlotCapacity : 4];  // kStageSlots
     // The builtin configs' tile extents, staged once so the config rule reads no constant
@@ -390,8 +394,8 @@ struct FastCta {
 // chunks' first offending slots give the errors. The stable scatter follows in its own launch.
 template <class Cta, bool kFromCounts>
 __global__ void __launch_bounds__(Cta::kThreads)
-    prep_fast(RoutingPrepArgs args, int32_t* chunk_counts, const int2* chunk_errors,
-              int32_t num_chunks) {
+    prep_fast(const __grid_constant__ RoutingPrepArgs args, int32_t* chunk_counts,
+              const int2* chunk_errors, int32_t num_chunks) {
   constexpr int kWarps = Cta::kWarps;
   constexpr int kBatches = Cta::kBatches;
   constexpr int kIpt = Cta::kIpt;
@@ -420,6 +424,16 @@ __global__ void __launch_bounds__(Cta::kThreads)
   int32_t* row = sh.warp_counts[warp];
   if (!kFromCounts) {
     for (int32_t e = lane; e < num_experts; e += 32) row[e] = 0;
+  }
+  bool selects[kMaxPrepGemms];
+  bool any_selection = false;
+#pragma unroll
+  for (int g = 0; g < kMaxPrepGemms; ++g) {
+    selects[g] = g < num_gemms && args.forced_config < 0 && args.selection[g].count > 0;
+    any_selection = any_selection || selects[g];
+  }
+  for (int i = tid; i < kMaxPrepGemms * dispatch::kSelectionSumFields; i += Cta::kThreads) {
+    sh.selection_sums[i / dispatch::kSelectionSumFields][i % dispatch::kSelectionSumFields] = 0;
   }
 
   // 1. Slots: warp `warp` owns [segment, segment + 32 * kBatches).
@@ -558,6 +572,56 @@ __global__ void __launch_bounds__(Cta::kThreads)
   const int32_t num_tasks = total.y;
   const int32_t total_big_tiles[kMaxPrepGemms] = {total.z, total.w};
 
+  // Routing-aware selection (block-uniform branch): each field of the sums reduced over the
+  // warp, warp totals added in shared memory (integers: any order gives the host's sums), then
+  // one thread per GEMM runs the host's select_from_sums on them.
+  if (any_selection) {
+#pragma unroll 1
+    for (int g = 0; g < num_gemms; ++g) {
+      if (!selects[g]) continue;
+      uint32_t mine[dispatch::kSelectionSumFields] = {};
+#pragma unroll
+      for (int i = 0; i < kIpt; ++i) {
+        if (tid * kIpt + i < num_experts) {
+          dispatch::add_selection_terms(configs, item[i].x, args.out_features[g],
+                                        total_big_tiles[g], args.num_sms, mine);
+        }
+      }
+#pragma unroll
+      for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
+        const uint32_t warp_sum = __reduce_add_sync(0xffffffffu, mine[field]);
+        if (lane == 0 && warp_sum != 0) atomicAdd(&sh.selection_sums[g][field], warp_sum);
+      }
+    }
+    __syncthreads();  // (2a) the sums
+    // One thread per (GEMM, candidate) predicts; then one per GEMM takes the first minimum,
+    // as dispatch::select_from_sums does serially.
+    static_assert(Cta::kThreads >= kMaxPrepGemms * dispatch::kMaxCandidates);
+    {
+      const int g = tid / dispatch::kMaxCandidates;
+      const int32_t candidate = tid % dispatch::kMaxCandidates;
+      if (g < num_gemms && selects[g] && candidate < args.selection[g].count) {
+        dispatch::SelectionSums sums;
+        for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
+          dispatch::selection_sum_field(sums, field) =
+              static_cast<int64_t>(sh.selection_sums[g][field]);
+        }
+        sh.predicted[g][candidate] =
+            dispatch::predict_from_sums(args.selection[g], candidate, sums, args.num_sms);
+      }
+    }
+    __syncthreads();  // (2b) the predictions
+    if (tid < num_gemms && selects[tid]) {
+      const int32_t count = min_i32(args.selection[tid].count, dispatch::kMaxCandidates);
+      int32_t best = 0;
+      for (int32_t candidate = 1; candidate < count; ++candidate) {
+        if (sh.predicted[tid][candidate] < sh.predicted[tid][best]) best = candidate;
+      }
+      sh.selected[tid] = best;
+    }
+    __syncthreads();  // (2c) the choices
+  }
+
   const RoutingView& routing = args.routing;
 #pragma unroll
   for (int i = 0; i < kIpt; ++i) {
@@ -574,7 +638,11 @@ __global__ void __launch_bounds__(Cta::kThreads)
 #pragma unroll
       for (int g = 0; g < kMaxPrepGemms; ++g) {
         if (g >= num_gemms) break;
-        const int32_t config = expert_config(args, count, total_big_tiles[g]);
+        const int32_t config =
+            selects[g] ? dispatch::candidate_config_of_expert(
+                             args.selection[g].entries[sh.selected[g]], count,
+                             total_big_tiles[g], args.num_sms)
+                       : expert_config(args, count, total_big_tiles[g]);
         const int32_t tiles =
             ceil_div(count, sh.token_tile[config]) * sh.feature_blocks[g][config];
         sh.config[g][e] = config;
@@ -1012,9 +1080,25 @@ size_t routing_prep_scratch_bytes(int32_t num_experts, int32_t num_slots) {
   return scratch_layout(num_experts, num_slots).bytes;
 }
 
+bool routing_prep_can_select(const RoutingPrepArgs& args) {
+  return args.num_experts >= 1 && args.num_tokens >= 0 &&
+         fast_plan_fits(args, args.num_tokens * args.top_k);
+}
+
 Status launch_routing_prep(const RoutingPrepArgs& args, cudaStream_t stream) {
   RAMP_TRY(check_prep_args(args));
   const int32_t num_slots = args.num_tokens * args.top_k;
+  bool wants_selection = false;
+  for (int g = 0; g < args.num_gemms; ++g) {
+    wants_selection = wants_selection || args.selection[g].count > 0;
+  }
+  if (wants_selection && args.forced_config < 0 && !routing_prep_can_select(args)) {
+    return {ErrorCode::kUnsupportedShape,
+            "routing-aware selection on the device needs E <= " +
+                std::to_string(kFastMaxExperts) + " and a tile count that fits the sort-free "
+                "prep (E = " + std::to_string(args.num_experts) + ", S = " +
+                std::to_string(num_slots) + "); check routing_prep_can_select first"};
+  }
   if (num_slots <= kPrepChunkSlots && fast_plan_fits(args, num_slots)) {
     if (num_slots <= TinyFastCta::kSlotCapacity) {
       prep_fast<TinyFastCta, false><<<1, TinyFastCta::kThreads, 0, stream>>>(args, nullptr,

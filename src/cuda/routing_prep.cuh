@@ -24,6 +24,7 @@
 
 #include "core/plan.h"
 #include "core/plan_layout.h"
+#include "dispatch/candidates.h"
 #include "ramp/status.h"
 
 namespace ramp::cuda {
@@ -46,14 +47,25 @@ struct RoutingPrepArgs {
   ExpertOrder order = ExpertOrder::kHalfInterval;
   int32_t forced_config = -1;  // >= 0: every expert uses this builtin config
   int32_t num_sms = 0;         // the machine size the builtin config rule assumes (> 0)
+  // Routing-aware selection per GEMM (dispatch/candidates.h): with count > 0 the prep sums the
+  // histogram's selection terms, picks the candidate with the smallest predicted time exactly
+  // as dispatch::select_candidate does on the host, and gives every expert that candidate's
+  // config. count == 0: the builtin rule. A forced_config >= 0 wins over both. Supported for
+  // E <= 256 (the sort-free prep kernels); larger E with a table is an error.
+  dispatch::CandidateTable selection[kMaxPrepGemms];
   void* scratch = nullptr;     // routing_prep_scratch_bytes, 16-byte aligned; may be null if 0
 };
 
 // Device scratch beyond the plan itself (0 for S <= kPrepChunkSlots).
 size_t routing_prep_scratch_bytes(int32_t num_experts, int32_t num_slots);
 
-// Checks the arguments' structure (E <= kMaxPrepExperts, gemm count, config index, SM count)
-// and enqueues the prep on `stream`. Values (ids, weights) are checked on the device.
+// Whether the prep can run routing-aware selection (args.selection) for this shape: the
+// sort-free kernels hold it, E <= 256 and every task's tile count below 2^23.
+bool routing_prep_can_select(const RoutingPrepArgs& args);
+
+// Checks the arguments' structure (E <= kMaxPrepExperts, gemm count, config index, SM count,
+// selection tables only where routing_prep_can_select) and enqueues the prep on `stream`.
+// Values (ids, weights) are checked on the device.
 Status launch_routing_prep(const RoutingPrepArgs& args, cudaStream_t stream);
 
 }  // namespace ramp::cuda

@@ -115,52 +115,130 @@ RAMP_HOST_DEVICE inline CandidateFeatures candidate_features(
   return f;
 }
 
+// Products and sums rounded one at a time on both sides: nvcc would otherwise fuse them into
+// FMAs, and the device's predictions would differ from the host's in the last bit.
+RAMP_HOST_DEVICE inline double product_rn(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(x, y);
+#else
+  return x * y;
+#endif
+}
+RAMP_HOST_DEVICE inline double sum_rn(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(x, y);
+#else
+  return x + y;
+#endif
+}
+
 RAMP_HOST_DEVICE inline double candidate_predict(const Candidate& candidate,
                                                  const CandidateFeatures& f) {
   const double g = static_cast<double>(f.token_blocks);
-  return candidate.a + candidate.b * static_cast<double>(f.waves) + candidate.c * g +
-         candidate.d * ::log(g + 1.0) + candidate.e * static_cast<double>(f.active_experts);
+  double t = sum_rn(candidate.a, product_rn(candidate.b, static_cast<double>(f.waves)));
+  t = sum_rn(t, product_rn(candidate.c, g));
+  t = sum_rn(t, product_rn(candidate.d, ::log(g + 1.0)));
+  return sum_rn(t, product_rn(candidate.e, static_cast<double>(f.active_experts)));
 }
 
-// Features of the experts that `candidate` (mixed) gives config `config`, as a uniform
-// candidate of that config would see them.
-RAMP_HOST_DEVICE inline CandidateFeatures group_features(const Candidate& candidate,
-                                                         int32_t config, const TileConfig* configs,
-                                                         const int32_t* histogram,
-                                                         int32_t num_experts,
-                                                         int32_t out_features, int32_t num_sms,
-                                                         int32_t ctas_per_sm,
-                                                         int32_t total_big_tiles) {
-  CandidateFeatures f;
-  for (int32_t e = 0; e < num_experts; ++e) {
-    const int32_t rows = histogram[e];
-    if (rows <= 0) continue;
-    if (candidate_config_of_expert(candidate, rows, total_big_tiles, num_sms) != config) continue;
-    f.token_blocks += configs[config].token_blocks(rows);
-    f.tiles += configs[config].tiles(rows, out_features);
-    ++f.active_experts;
+// Everything the predictions need from a histogram, as integer sums over the experts: per
+// compiled config, the token blocks and tiles if every active expert used it (uniform
+// candidates), and the blocks, tiles and experts of the mixed rule's group of that config.
+// Integer sums do not depend on the order they are added in, so the routing-prep kernel can
+// add experts in parallel and reach exactly the host's numbers, and from there the same
+// predictions (predict_from_sums) and the same choice.
+struct SelectionSums {
+  int64_t uniform_blocks[kNumBuiltinConfigs] = {};
+  int64_t uniform_tiles[kNumBuiltinConfigs] = {};
+  int64_t mixed_blocks[kNumBuiltinConfigs] = {};
+  int64_t mixed_tiles[kNumBuiltinConfigs] = {};
+  int64_t mixed_active[kNumBuiltinConfigs] = {};
+  int64_t active = 0;
+};
+
+// The sums laid out flat, in declaration order: field f is row f / kNumBuiltinConfigs
+// (0 uniform_blocks, 1 uniform_tiles, 2 mixed_blocks, 3 mixed_tiles, 4 mixed_active, 5 active)
+// and config f % kNumBuiltinConfigs.
+inline constexpr int32_t kSelectionSumFields = 5 * kNumBuiltinConfigs + 1;
+
+// Adds what one expert with `rows` tokens contributes to every field. total_big_tiles: the
+// mixed rule's "fills the machine" count (mixed_rule_big_tiles). Every config's terms are
+// independent (no indexing by a runtime config), so the device computes them in parallel.
+template <class Sum>
+RAMP_HOST_DEVICE inline void add_selection_terms(const TileConfig* configs, int32_t rows,
+                                                 int32_t out_features, int32_t total_big_tiles,
+                                                 int32_t num_sms,
+                                                 Sum (&sums)[kSelectionSumFields]) {
+  if (rows <= 0) return;
+  const int32_t mixed = choose_builtin_config(rows, total_big_tiles, num_sms);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int32_t c = 0; c < kNumBuiltinConfigs; ++c) {
+    const int32_t blocks = configs[c].token_blocks(rows);
+    const int32_t tiles = configs[c].tiles(rows, out_features);
+    sums[c] += static_cast<Sum>(blocks);
+    sums[kNumBuiltinConfigs + c] += static_cast<Sum>(tiles);
+    const bool in_group = c == mixed;
+    sums[2 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? blocks : 0);
+    sums[3 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? tiles : 0);
+    sums[4 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? 1 : 0);
   }
+  sums[5 * kNumBuiltinConfigs] += static_cast<Sum>(1);
+}
+
+RAMP_HOST_DEVICE inline int64_t& selection_sum_field(SelectionSums& sums, int32_t field) {
+  const int32_t c = field % kNumBuiltinConfigs;
+  switch (field / kNumBuiltinConfigs) {
+    case 0: return sums.uniform_blocks[c];
+    case 1: return sums.uniform_tiles[c];
+    case 2: return sums.mixed_blocks[c];
+    case 3: return sums.mixed_tiles[c];
+    case 4: return sums.mixed_active[c];
+    default: return sums.active;
+  }
+}
+
+RAMP_HOST_DEVICE inline SelectionSums selection_sums(const TileConfig* configs,
+                                                     const int32_t* histogram,
+                                                     int32_t num_experts, int32_t out_features,
+                                                     int32_t num_sms, int32_t total_big_tiles) {
+  int64_t flat[kSelectionSumFields] = {};
+  for (int32_t e = 0; e < num_experts; ++e) {
+    add_selection_terms(configs, histogram[e], out_features, total_big_tiles, num_sms, flat);
+  }
+  SelectionSums sums;
+  for (int32_t field = 0; field < kSelectionSumFields; ++field) {
+    selection_sum_field(sums, field) = flat[field];
+  }
+  return sums;
+}
+
+RAMP_HOST_DEVICE inline CandidateFeatures features_of(int64_t blocks, int64_t tiles,
+                                                      int64_t active, int32_t num_sms,
+                                                      int32_t ctas_per_sm) {
+  CandidateFeatures f;
+  f.token_blocks = blocks;
+  f.tiles = tiles;
+  f.active_experts = active;
   const int64_t concurrent = static_cast<int64_t>(num_sms) * (ctas_per_sm > 0 ? ctas_per_sm : 1);
-  f.waves = concurrent > 0 ? (f.tiles + concurrent - 1) / concurrent : 0;
+  f.waves = concurrent > 0 ? (tiles + concurrent - 1) / concurrent : 0;
   return f;
 }
 
 // Predicted microseconds of table entry `index` (see the composition rule above for mixed).
-RAMP_HOST_DEVICE inline double predict_table_entry(const CandidateTable& table, int32_t index,
-                                                   const TileConfig* configs,
-                                                   const int32_t* histogram, int32_t num_experts,
-                                                   int32_t out_features, int32_t num_sms,
-                                                   int32_t total_big_tiles) {
+RAMP_HOST_DEVICE inline double predict_from_sums(const CandidateTable& table, int32_t index,
+                                                 const SelectionSums& sums, int32_t num_sms) {
   const Candidate& candidate = table.entries[index];
   const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
   if (candidate.kind == kCandidateMixed) {
     double launch = 0.0, sum = 0.0;
     bool composed = true, any = false;
     for (int32_t config = 0; config < kNumBuiltinConfigs && composed; ++config) {
+      if (sums.mixed_active[config] == 0) continue;
       const CandidateFeatures f =
-          group_features(candidate, config, configs, histogram, num_experts, out_features,
-                         num_sms, candidate.ctas_per_sm, total_big_tiles);
-      if (f.active_experts == 0) continue;
+          features_of(sums.mixed_blocks[config], sums.mixed_tiles[config],
+                      sums.mixed_active[config], num_sms, candidate.ctas_per_sm);
       int32_t uniform_index = -1;
       for (int32_t i = 0; i < count; ++i) {
         if (table.entries[i].kind == kCandidateUniform && table.entries[i].config == config) {
@@ -178,31 +256,58 @@ RAMP_HOST_DEVICE inline double predict_table_entry(const CandidateTable& table, 
       any = true;
     }
     if (composed && any) return launch + sum;
+    int64_t blocks = 0, tiles = 0, active = 0;
+    for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
+      blocks += sums.mixed_blocks[config];
+      tiles += sums.mixed_tiles[config];
+      active += sums.mixed_active[config];
+    }
+    return candidate_predict(candidate,
+                             features_of(blocks, tiles, active, num_sms, candidate.ctas_per_sm));
   }
-  return candidate_predict(candidate, candidate_features(candidate, configs, histogram,
-                                                         num_experts, out_features, num_sms,
-                                                         total_big_tiles));
+  return candidate_predict(
+      candidate, features_of(sums.uniform_blocks[candidate.config],
+                             sums.uniform_tiles[candidate.config], sums.active, num_sms,
+                             candidate.ctas_per_sm));
 }
 
 // Index of the candidate with the smallest predicted time (first on ties); -1 when the table
 // is empty. An empty histogram predicts every candidate's `a`.
-RAMP_HOST_DEVICE inline int32_t select_candidate(const CandidateTable& table,
-                                                 const TileConfig* configs,
-                                                 const int32_t* histogram, int32_t num_experts,
-                                                 int32_t out_features, int32_t num_sms) {
-  const int32_t big = mixed_rule_big_tiles(configs, histogram, num_experts, out_features);
+RAMP_HOST_DEVICE inline int32_t select_from_sums(const CandidateTable& table,
+                                                 const SelectionSums& sums, int32_t num_sms) {
   int32_t best = -1;
   double best_time = 0.0;
   const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
   for (int32_t i = 0; i < count; ++i) {
-    const double time = predict_table_entry(table, i, configs, histogram, num_experts,
-                                            out_features, num_sms, big);
+    const double time = predict_from_sums(table, i, sums, num_sms);
     if (best < 0 || time < best_time) {
       best = i;
       best_time = time;
     }
   }
   return best;
+}
+
+// The same on a histogram (the host's entry points; the device builds the sums in parallel).
+RAMP_HOST_DEVICE inline double predict_table_entry(const CandidateTable& table, int32_t index,
+                                                   const TileConfig* configs,
+                                                   const int32_t* histogram, int32_t num_experts,
+                                                   int32_t out_features, int32_t num_sms,
+                                                   int32_t total_big_tiles) {
+  return predict_from_sums(table, index,
+                           selection_sums(configs, histogram, num_experts, out_features,
+                                          num_sms, total_big_tiles),
+                           num_sms);
+}
+
+RAMP_HOST_DEVICE inline int32_t select_candidate(const CandidateTable& table,
+                                                 const TileConfig* configs,
+                                                 const int32_t* histogram, int32_t num_experts,
+                                                 int32_t out_features, int32_t num_sms) {
+  const int32_t big = mixed_rule_big_tiles(configs, histogram, num_experts, out_features);
+  return select_from_sums(
+      table, selection_sums(configs, histogram, num_experts, out_features, num_sms, big),
+      num_sms);
 }
 
 }  // namespace ramp::dispatch

@@ -27,8 +27,9 @@ inline constexpr int32_t kRoutingAwareConfigs = -2;
 // Routing-aware per-expert configs for one GEMM call (RaMP selection, host side): the candidate
 // (uniform compiled config or the mixed builtin rule, candidates.h) that the shipped profile for
 // (device.name, shape) predicts fastest on this histogram, else the region-analysis fallback's
-// candidate; then that candidate's per-expert assignment. The CUDA backend keeps the builtin
-// rule until its routing prep runs select_candidate on the device.
+// candidate; then that candidate's per-expert assignment. The CUDA routing prep runs the same
+// selection on the device with CudaOptions::routing_aware (shipped profiles only, no region
+// fallback there).
 std::vector<int32_t> assign_routing_aware_configs(const GemmShape& shape,
                                                   std::span<const int32_t> expert_counts,
                                                   const DeviceConstants& device);

@@ -4,6 +4,7 @@
 // the same Status as the host check for bad ids and non-finite weights; and its latency.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/routing_prep.cuh"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/candidate_selection.h"
 #include "dispatch/config_selection.h"
 #include "gpu_test_support.h"
 #include "workloads/routing.h"
@@ -56,6 +58,7 @@ struct PrepSettings {
   ExpertOrder order = ExpertOrder::kHalfInterval;
   int32_t forced_config = -1;
   int32_t num_sms = kSms;
+  dispatch::CandidateTable selection[cuda::kMaxPrepGemms];  // count 0: the builtin rule
 };
 
 struct DeviceResult {
@@ -98,6 +101,7 @@ DeviceResult run_device_prep(const PrepInput& in, const PrepSettings& settings) 
   args.order = settings.order;
   args.forced_config = settings.forced_config;
   args.num_sms = settings.num_sms;
+  for (int32_t g = 0; g < num_gemms; ++g) args.selection[g] = settings.selection[g];
   args.scratch = base + scratch_offset;
 
   Status launch = cuda::launch_routing_prep(args, nullptr);
@@ -291,6 +295,64 @@ TEST(RoutingPrep, ForcedConfigPlansEqualHost) {
       }
     }
   }
+}
+
+// Routing-aware selection on the device (the shipped H100 profiles) against the host's
+// selection for the same histogram (build_layer_plan with kRoutingAwareConfigs): the chosen
+// candidate fixes every task's config, so equal plan bytes mean equal choices. Model shapes
+// the profiles cover, decode to prefill, every routing kind; the choices must also differ from
+// the builtin rule somewhere, or the test would not see the selection at all.
+TEST(RoutingPrep, RoutingAwareSelectionEqualsHost) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const std::string device = dispatch::DeviceConstants::h100().name;
+  const MoeShape models[] = {{128, 8, 2048, 768}, {64, 8, 2048, 1024}, {64, 6, 2048, 1408}};
+  int32_t differs_from_builtin = 0;
+  int32_t cases = 0;
+  for (const MoeShape& shape : models) {
+    const dispatch::GemmShape gemms[2] = {
+        {shape.num_experts, shape.top_k, 2 * shape.intermediate, shape.hidden},
+        {shape.num_experts, shape.top_k, shape.hidden, shape.intermediate}};
+    PrepSettings settings;
+    settings.out_features = {gemms[0].out_features, gemms[1].out_features};
+    for (int g = 0; g < 2; ++g) {
+      const dispatch::Profile* profile =
+          dispatch::find_profile(dispatch::shipped_profiles(), device, gemms[g]);
+      ASSERT_NE(profile, nullptr) << "no shipped profile for " << gemms[g].to_string();
+      settings.selection[g] = profile->candidate_table();
+      ASSERT_GT(settings.selection[g].count, 0);
+    }
+    for (const int32_t num_tokens : {1, 8, 64, 256, 512, 2048, 8192}) {
+      for (const std::string& kind : workloads::all_routing_names()) {
+        workloads::RoutingSpec spec;
+        ASSERT_TRUE(workloads::RoutingSpec::parse(kind, &spec));
+        const PrepInput in = input_from(workloads::generate_routing(
+            spec, num_tokens, shape.num_experts, shape.top_k, 17 + num_tokens));
+        const std::string where = kind + " E=" + std::to_string(shape.num_experts) +
+                                  " I=" + std::to_string(shape.intermediate) +
+                                  " T=" + std::to_string(num_tokens);
+        Plan host;
+        ASSERT_TRUE(dispatch::build_layer_plan(shape, in.ids.data(), num_tokens, settings.order,
+                                               kSms, dispatch::kRoutingAwareConfigs, &host)
+                        .is_ok());
+        Plan builtin;
+        ASSERT_TRUE(dispatch::build_layer_plan(shape, in.ids.data(), num_tokens, settings.order,
+                                               kSms, -1, &builtin)
+                        .is_ok());
+        const std::span<const std::byte> a = host.bytes(), b = builtin.bytes();
+        differs_from_builtin += !std::equal(a.begin(), a.end(), b.begin(), b.end());
+        ++cases;
+        const DeviceResult device_result = run_device_prep(in, settings);
+        ASSERT_TRUE(device_result.launch.is_ok()) << where << ": "
+                                                  << device_result.launch.to_string();
+        ASSERT_EQ(device_result.sync, cudaSuccess) << where;
+        EXPECT_TRUE(same_plan_bytes(host, device_result, in, 2)) << where;
+      }
+    }
+  }
+  EXPECT_GT(differs_from_builtin, 0) << "selection never left the builtin rule in " << cases
+                                     << " cases";
+  std::printf("[ selection ] %d of %d cases chose configs other than the builtin rule's\n",
+              differs_from_builtin, cases);
 }
 
 // The "fills the machine" test of the builtin rule flips with the SM count.
