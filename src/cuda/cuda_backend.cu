@@ -154,6 +154,20 @@ dispatch::CandidateTable selection_table(const dispatch::GemmShape& shape) {
   return table;
 }
 
+// A layer's two GEMMs: GEMM1 N = 2I, K = H; GEMM2 N = H, K = I. Sets prep's out_features too.
+struct LayerGemmShapes {
+  dispatch::GemmShape gemms[kMaxPrepGemms];
+};
+LayerGemmShapes layer_gemm_shapes(const MoeShape& shape, RoutingPrepArgs* prep) {
+  const int32_t e = shape.num_experts, k = shape.top_k;
+  const LayerGemmShapes shapes{{{e, k, 2 * shape.intermediate, shape.hidden},
+                                {e, k, shape.hidden, shape.intermediate}}};
+  for (int32_t g = 0; g < kMaxPrepGemms; ++g) {
+    prep->out_features[g] = shapes.gemms[g].out_features;
+  }
+  return shapes;
+}
+
 // Fills prep.selection for the layer's or grouped GEMM's shapes when options ask for it, a
 // profile exists for every GEMM and the prep can select; else leaves the builtin rule.
 // *why (optional) receives which applied.
@@ -245,14 +259,10 @@ std::string selected_configs(const MoeShape& shape, int32_t num_tokens,
   prep.top_k = shape.top_k;
   prep.num_experts = shape.num_experts;
   prep.num_gemms = 2;
-  prep.out_features[0] = 2 * shape.intermediate;
-  prep.out_features[1] = shape.hidden;
   prep.forced_config = options.forced_config;
-  const dispatch::GemmShape shapes[kMaxPrepGemms] = {
-      {shape.num_experts, shape.top_k, 2 * shape.intermediate, shape.hidden},
-      {shape.num_experts, shape.top_k, shape.hidden, shape.intermediate}};
+  const LayerGemmShapes shapes = layer_gemm_shapes(shape, &prep);
   std::string why;
-  attach_selection(&prep, shapes, options, &why);
+  attach_selection(&prep, shapes.gemms, options, &why);
   return why;
 }
 
@@ -318,12 +328,8 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   RoutingPrepArgs prep =
       prep_args(workspace, layout, args.topk_ids, args.topk_weights, args.num_tokens,
                 shape.top_k, shape.num_experts, num_sms, options);
-  prep.out_features[0] = 2 * shape.intermediate;
-  prep.out_features[1] = shape.hidden;
-  const dispatch::GemmShape shapes[kMaxPrepGemms] = {
-      {shape.num_experts, shape.top_k, 2 * shape.intermediate, shape.hidden},
-      {shape.num_experts, shape.top_k, shape.hidden, shape.intermediate}};
-  attach_selection(&prep, shapes, options, nullptr);
+  const LayerGemmShapes shapes = layer_gemm_shapes(shape, &prep);
+  attach_selection(&prep, shapes.gemms, options, nullptr);
   RAMP_TRY(launch_routing_prep(prep, stream));
 
   StaticBatchedGemm gate_up{};
