@@ -507,8 +507,9 @@ int run_profile_command(const std::vector<std::string>& argv) {
       for (const dispatch::CandidateProfileEntry& entry : profile.candidates) {
         const Candidate& c = entry.candidate;
         std::printf(
-            "    %-28s a=%8.2f b=%8.2f c=%8.4f d=%8.3f e=%7.3f  fit rms %5.1f%% max %5.1f%%\n",
-                    dispatch::candidate_name(c).c_str(), c.a, c.b, c.c, c.d, c.e,
+            "    %-28s a=%8.2f b=%8.2f c=%8.4f d=%8.3f e=%7.3f f=%7.3f  fit rms %5.1f%% max "
+            "%5.1f%%\n",
+                    dispatch::candidate_name(c).c_str(), c.a, c.b, c.c, c.d, c.e, c.f,
                     100.0 * entry.stats.rms_relative_error,
                     100.0 * entry.stats.max_relative_error);
       }

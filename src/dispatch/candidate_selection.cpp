@@ -65,11 +65,11 @@ CandidateFeatures candidate_features(const Candidate& candidate,
 
 namespace {
 
-// NNLS fit of a, b, c, d, e to (features, microseconds), rows weighted by 1 / t so the fit
+// NNLS fit of a, b, c, d, e, f to (features, microseconds), rows weighted by 1 / t so the fit
 // minimises relative error (as fit_cost_model does for the four-term model).
 Status fit_candidate(const std::vector<CandidateFeatures>& features,
                      const std::vector<double>& times, Candidate* candidate, FitStats* stats) {
-  constexpr int32_t kTerms = 5;
+  constexpr int32_t kTerms = 6;
   const int32_t rows = static_cast<int32_t>(features.size());
   std::vector<double> a(static_cast<size_t>(rows) * kTerms);
   std::vector<double> b(static_cast<size_t>(rows), 1.0);
@@ -81,8 +81,9 @@ Status fit_candidate(const std::vector<CandidateFeatures>& features,
     }
     const CandidateFeatures& f = features[static_cast<size_t>(i)];
     const double g = static_cast<double>(f.token_blocks);
-    const double terms[kTerms] = {1.0, static_cast<double>(f.waves), g, std::log(g + 1.0),
-                                  static_cast<double>(f.active_experts)};
+    const double active = static_cast<double>(f.active_experts);
+    const double terms[kTerms] = {1.0,    static_cast<double>(f.waves), g, std::log(g + 1.0),
+                                  active, std::log(active + 1.0)};
     for (int j = 0; j < kTerms; ++j) a[static_cast<size_t>(i) * kTerms + j] = terms[j] / t;
   }
   const NnlsResult solution = solve_nnls(a, rows, kTerms, b);
@@ -92,6 +93,7 @@ Status fit_candidate(const std::vector<CandidateFeatures>& features,
   candidate->c = solution.x[2];
   candidate->d = solution.x[3];
   candidate->e = solution.x[4];
+  candidate->f = solution.x[5];
   FitStats result;
   double sum2 = 0.0;
   for (int32_t i = 0; i < rows; ++i) {

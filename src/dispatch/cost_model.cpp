@@ -372,7 +372,7 @@ json::Value Profile::to_json() const {
     item.set("kind", c.kind == kCandidateMixed ? "mixed" : "uniform");
     item.set("config", c.config);
     item.set("ctas_per_sm", c.ctas_per_sm);
-    item.set("a", c.a).set("b", c.b).set("c", c.c).set("d", c.d).set("e", c.e);
+    item.set("a", c.a).set("b", c.b).set("c", c.c).set("d", c.d).set("e", c.e).set("f", c.f);
     item.set("samples", entry.stats.samples);
     item.set("rms_relative_error", entry.stats.rms_relative_error);
     item.set("max_relative_error", entry.stats.max_relative_error);
@@ -484,6 +484,7 @@ Status Profile::from_json(const json::Value& value, Profile* profile) {
       RAMP_TRY(read_double(item, item_where, "c", true, &c.c));
       RAMP_TRY(read_double(item, item_where, "d", true, &c.d));
       if (item.find("e") != nullptr) RAMP_TRY(read_double(item, item_where, "e", true, &c.e));
+      if (item.find("f") != nullptr) RAMP_TRY(read_double(item, item_where, "f", true, &c.f));
       RAMP_TRY(read_int(item, item_where, "samples", 0, std::numeric_limits<int32_t>::max(),
                         &entry.stats.samples));
       RAMP_TRY(read_double(item, item_where, "rms_relative_error", true,

@@ -100,7 +100,7 @@ TEST(Candidates, MixedIsPricedByComposingItsConfigGroups) {
       predict_table_entry(alone, 0, kBuiltinConfigs, histogram.data(), 3, 2048, 132, big), 100.0);
 }
 
-// A fake GPU: each candidate's time is its own four-term model (plus 1% deterministic
+// A fake GPU: each candidate's time is its own six-term model (plus 1% deterministic
 // "noise"), so the fit must recover the model and the profile must select like it.
 struct FakeDevice {
   GemmShape shape{64, 8, 2048, 2048};
@@ -113,6 +113,7 @@ struct FakeDevice {
       c[i].c = 0.05 * static_cast<double>(i + 1);
       c[i].d = 1.0;
       c[i].e = 2.0;
+      c[i].f = 3.0;
     }
     return c;
   }();
@@ -183,6 +184,7 @@ TEST(CandidateProfile, FitsAFakeDeviceAndRoundTripsThroughJson) {
     EXPECT_EQ(parsed.candidates[c].candidate.config, profile.candidates[c].candidate.config);
     EXPECT_DOUBLE_EQ(parsed.candidates[c].candidate.b, profile.candidates[c].candidate.b);
     EXPECT_DOUBLE_EQ(parsed.candidates[c].candidate.e, profile.candidates[c].candidate.e);
+    EXPECT_DOUBLE_EQ(parsed.candidates[c].candidate.f, profile.candidates[c].candidate.f);
     EXPECT_DOUBLE_EQ(parsed.candidates[c].stats.rms_relative_error,
                      profile.candidates[c].stats.rms_relative_error);
   }
