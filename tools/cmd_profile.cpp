@@ -68,14 +68,16 @@ constexpr const char* kProfileHelp =
 
 constexpr const char* kEvaluateHelp =
     "usage: ramp evaluate --model NAME | --models all --profile FILE [--out FILE] [--repeats N]\n"
-    "Times every candidate exhaustively on held-out histograms (seed 2; T in {16,64,128,256,\n"
-    "512,1024,2048,4096} x {uniform, zipf0.8, zipf1.0, zipf1.5, hot, worst}) and reports per\n"
-    "model and GEMM the regret of the profile's selection (mean, p95, max; targets 1%, 3%, 8%),\n"
-    "of the region fallback (target mean 5%) and of the mixed rule alone, and the speedup of the\n"
-    "selection over static batch-size dispatch (the candidate fastest on uniform routing at that\n"
-    "T) on zipf1.5, hot and worst at T in {64,256,1024,2048} (targets geomean 1.15x, never\n"
-    "slower). GPU only, unless --tables-in F re-evaluates saved times (--tables-out F saves\n"
-    "them). Without --profile the profiles shipped in the library are used.\n\n"
+    "                     [--seed S]\n"
+    "Times every candidate exhaustively on held-out histograms (seed S >= 2, default 2; T in\n"
+    "{16,64,128,256,512,1024,2048,4096} x {uniform, zipf0.8, zipf1.0, zipf1.5, hot, worst})\n"
+    "and reports per model and GEMM the regret of the profile's selection (mean, p95, max;\n"
+    "targets 1%, 3%, 8%), of the region fallback (target mean 5%) and of the mixed rule alone,\n"
+    "and the speedup of the selection over static batch-size dispatch (the candidate fastest on\n"
+    "uniform routing at that T) on zipf1.5, hot and worst at T in {64,256,1024,2048} (targets\n"
+    "geomean 1.15x, never slower). GPU only, unless --tables-in F re-evaluates saved times\n"
+    "(--tables-out F saves them). Without --profile the profiles shipped in the library are\n"
+    "used.\n\n"
     "example:\n"
     "  ramp evaluate --model olmoe-1b-7b --profile p.json --out e.json\n";
 
@@ -103,11 +105,12 @@ std::vector<HistogramSpec> fitting_set(bool quick) {
 const std::vector<int32_t> kSpeedupTokens = {64, 256, 1024, 2048};
 const std::set<std::string> kSpeedupRoutings = {"zipf1.5", "hot", "worst"};
 
-std::vector<HistogramSpec> evaluation_set() {
+// seed: 2 by default; any seed but the fitting set's 1 keeps the rows held out.
+std::vector<HistogramSpec> evaluation_set(uint64_t seed) {
   std::vector<HistogramSpec> specs;
   for (const int32_t t : {16, 64, 128, 256, 512, 1024, 2048, 4096}) {
     for (const char* r : {"uniform", "zipf0.8", "zipf1.0", "zipf1.5", "hot", "worst"}) {
-      specs.push_back({t, r, 2});
+      specs.push_back({t, r, seed});
     }
   }
   return specs;
@@ -536,7 +539,9 @@ int run_profile_command(const std::vector<std::string>& argv) {
 
 int run_evaluate_command(const std::vector<std::string>& argv) {
   Args args;
-  if (!args.parse(argv, {"model", "models", "out", "profile", "repeats", "tables-in", "tables-out"},
+  if (!args.parse(argv,
+                  {"model", "models", "out", "profile", "repeats", "seed", "tables-in",
+                   "tables-out"},
                   {"help"})) {
     std::fprintf(stderr, "ramp evaluate: %s (see ramp evaluate --help)\n", args.error().c_str());
     return 2;
@@ -548,8 +553,11 @@ int run_evaluate_command(const std::vector<std::string>& argv) {
   std::vector<workloads::ModelShape> models;
   if (!read_models(args, "evaluate", &models)) return 2;
   int64_t repeats = 5;
-  if (!args.integer("repeats", 5, 1, 1000, &repeats)) {
-    std::fprintf(stderr, "ramp evaluate: %s\n", args.error().c_str());
+  int64_t seed = 2;
+  if (!args.integer("repeats", 5, 1, 1000, &repeats) ||
+      !args.integer("seed", 2, 2, INT64_MAX, &seed)) {
+    std::fprintf(stderr, "ramp evaluate: %s (the fitting set uses seed 1)\n",
+                 args.error().c_str());
     return 2;
   }
   std::vector<Profile> profiles;
@@ -562,7 +570,7 @@ int run_evaluate_command(const std::vector<std::string>& argv) {
   } else {
     profiles = dispatch::shipped_profiles();
   }
-  const std::vector<HistogramSpec> specs = evaluation_set();
+  const std::vector<HistogramSpec> specs = evaluation_set(static_cast<uint64_t>(seed));
   std::vector<MeasuredModel> measured;
   Status measure_status =
       obtain_tables(args, models, specs, static_cast<int>(repeats), &measured);
@@ -582,10 +590,12 @@ int run_evaluate_command(const std::vector<std::string>& argv) {
   root.set("git_commit", git_commit());
   root.set("profile", args.has("profile") ? args.text("profile", "") : "(shipped)");
   root.set("held_out_set",
-           "seed 2; T in {16,64,128,256,512,1024,2048,4096} x {uniform, zipf0.8, zipf1.0, "
-           "zipf1.5, hot, worst}; fitting used seed 1, T in {1,3,8,24,48,96,192,384,768,1536,"
-           "3072,6144}, {uniform, zipf0.6, zipf1.2, zipf2.0, hot, worst, balanced}");
-  root.set("static_dispatch", "per T: the candidate fastest on uniform routing (seed 2) at T");
+           "seed " + std::to_string(seed) +
+               "; T in {16,64,128,256,512,1024,2048,4096} x {uniform, zipf0.8, zipf1.0, "
+               "zipf1.5, hot, worst}; fitting used seed 1, T in {1,3,8,24,48,96,192,384,768,"
+               "1536,3072,6144}, {uniform, zipf0.6, zipf1.2, zipf2.0, hot, worst, balanced}");
+  root.set("static_dispatch", "per T: the candidate fastest on uniform routing (seed " +
+                                  std::to_string(seed) + ") at T");
   root.set("speedup_rows", "T in {64,256,1024,2048} x {zipf1.5, hot, worst}");
   json::Value candidate_names = json::Value::array();
   for (const Candidate& c : candidates) candidate_names.push_back(dispatch::candidate_name(c));
