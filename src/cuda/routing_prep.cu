@@ -354,6 +354,30 @@ __device__ __forceinline__ uint32_t same_id_lanes(int32_t id) {
 }
 static_assert(kFastMaxExperts <= 256, "same_id_lanes looks at 8 id bits");
 
+// Stable rank of each of this warp's slots among the slots of its expert in the warp's segment
+// [segment, segment + 32 * kBatches): (count in earlier batches, kept in `row`, the warp's
+// per-expert counters, zero on entry) + (rank among the lanes of the batch with the same id).
+// ids < 0 are routed nowhere and get no place. On return `row` holds the segment's counts.
+template <int kBatches>
+__device__ __forceinline__ void rank_in_segment(const int32_t (&ids)[kBatches], int32_t* row,
+                                                int32_t segment, int32_t num_slots,
+                                                int32_t (&segment_rank)[kBatches]) {
+#pragma unroll
+  for (int b = 0; b < kBatches; ++b) {
+    segment_rank[b] = 0;
+    if (segment + b * 32 < num_slots) {  // warp-uniform
+      const int32_t id = ids[b];
+      const uint32_t peers = same_id_lanes(id);
+      const int32_t rank = __popc(peers & lanemask_lt());
+      const int32_t before = id >= 0 ? row[id] : 0;
+      segment_rank[b] = before + rank;
+      __syncwarp();
+      if (id >= 0 && rank == 0) row[id] = before + __popc(peers);
+      __syncwarp();
+    }
+  }
+}
+
 template <int kWarpsArg, int kBatchesArg>
 struct FastCta {
   static constexpr int kWarps = kWarpsArg;
@@ -473,21 +497,8 @@ __global__ void __launch_bounds__(Cta::kThreads)
   if (lane == 0) sh.errors[warp] = make_int2(first_bad_id, first_bad_weight);
   __syncwarp();  // the row is zero
 
-  int32_t segment_rank[kBatches];
-#pragma unroll
-  for (int b = 0; b < kBatches; ++b) {
-    segment_rank[b] = 0;
-    if (!kFromCounts && segment + b * 32 < num_slots) {  // warp-uniform
-      const int32_t id = ids[b];
-      const uint32_t peers = same_id_lanes(id);
-      const int32_t rank = __popc(peers & lanemask_lt());
-      const int32_t before = id >= 0 ? row[id] : 0;
-      segment_rank[b] = before + rank;
-      __syncwarp();
-      if (id >= 0 && rank == 0) row[id] = before + __popc(peers);
-      __syncwarp();
-    }
-  }
+  int32_t segment_rank[kBatches] = {};
+  if (!kFromCounts) rank_in_segment<kBatches>(ids, row, segment, num_slots, segment_rank);
   __syncthreads();  // (1) every warp's counts
 
   // 2. Experts, kIpt consecutive ones per thread (blocked: the scan runs in expert order).
@@ -838,20 +849,7 @@ __global__ void __launch_bounds__(LargeFastCta::kThreads)
   }
   __syncwarp();
   int32_t segment_rank[kBatches];
-#pragma unroll
-  for (int b = 0; b < kBatches; ++b) {
-    segment_rank[b] = 0;
-    if (segment + b * 32 < num_slots) {  // warp-uniform
-      const int32_t id = ids[b];
-      const uint32_t peers = same_id_lanes(id);
-      const int32_t rank = __popc(peers & lanemask_lt());
-      const int32_t before = id >= 0 ? row[id] : 0;
-      segment_rank[b] = before + rank;
-      __syncwarp();
-      if (id >= 0 && rank == 0) row[id] = before + __popc(peers);
-      __syncwarp();
-    }
-  }
+  rank_in_segment<kBatches>(ids, row, segment, num_slots, segment_rank);
   __syncthreads();
   const int32_t* bases = chunk_bases + static_cast<int64_t>(blockIdx.x) * num_experts;
   for (int32_t e = tid; e < num_experts; e += Cta::kThreads) {
