@@ -202,6 +202,30 @@ TEST(CudaLayer, EveryForcedConfigMatchesCpuReference) {
   }
 }
 
+// The routing-aware path end to end (CudaOptions::routing_aware): the prep picks the configs
+// from the shipped profile for this GPU and shape, and the layer still matches the reference.
+// olmoe-1b-7b's shape (a shipped H100 profile), decode and a skewed mid batch. Skipped, saying
+// why, on a GPU without a shipped profile: the selection would fall back to the builtin rule.
+TEST(CudaLayer, RoutingAwareSelectionMatchesCpuReference) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  for (const LayerCase& c : {LayerCase{"uniform", 1, 64, 8, 2048, 1024},
+                             LayerCase{"zipf1.5", 32, 64, 8, 2048, 1024}}) {
+    cuda::CudaOptions options;
+    options.routing_aware = true;
+    const std::string rule = cuda::selected_configs(shape_of(c), c.num_tokens, options);
+    if (rule.rfind("routing-aware", 0) != 0) GTEST_SKIP() << rule;
+    LayerProblem problem(c, 400);
+    problem.poison_output();
+    const Status status = problem.run(nullptr, options);
+    ASSERT_TRUE(status.is_ok()) << describe(c) << ": " << status.to_string();
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    EXPECT_TRUE(problem.routing_status(nullptr).is_ok());
+    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+              kLayerTolerance)
+        << describe(c) << " (" << rule << ")";
+  }
+}
+
 TEST(CudaLayer, BitwiseDeterministic) {
   RAMP_SKIP_WITHOUT_DEVICE();
   LayerProblem problem({"zipf1.0", 500, 64, 8, 512, 256}, 300);
