@@ -3,7 +3,7 @@
 needs every accumulator register spelled out, so the wrappers are generated, not typed)."""
 import pathlib
 
-NS = [8, 16, 32, 64, 128, 256]
+NS = [8, 16, 24, 32, 40, 48, 56, 64, 96, 128, 192, 256]
 
 HEAD = '''// wgmma (sm_90a warpgroup MMA): fence / commit / wait, shared-memory matrix descriptors with
 // 128-byte swizzle, and m64nNk16 bf16 -> fp32 with both operands K-major in shared memory.

@@ -15,10 +15,11 @@
 #   - only carried binaries (no CMakeCache) -> no build; the test binary runs one process per
 #                                              suite instead of ctest
 #   - anything else                         -> fresh configure (Ninja, Release) and build
-# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers python hf bench; default all),
+# Knobs: RAMP_CHECK_STEPS (any of: build tests sanitizers python hf catalog bench; default all),
 # RAMP_MEMCHECK_FILTER / RAMP_RACECHECK_FILTER (gtest filters), RAMP_BENCH_ARGS (replaces the
 # default `ramp bench gemm` + `ramp bench layer` runs), RAMP_BENCH_LAYER_ARGS (extra options of
-# the default layer run, e.g. "--models all --tokens all" for the whole matrix).
+# the default layer run, e.g. "--models all --tokens all" for the whole matrix), RAMP_SWEEP_CELLS
+# (the catalog step's cells, MODEL:TOKENS:ROUTING words).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ RAMP=$BUILD/tools/ramp
 MEMCHECK_FILTER=${RAMP_MEMCHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.MatchesCpuReference:CudaLayer.BadRouting*:CudaGroupedGemm.*'}
 # racecheck instruments every shared-memory access: the prep kernels and one small layer.
 RACECHECK_FILTER=${RAMP_RACECHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.BadRouting*'}
-STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python hf bench} "
+STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python hf catalog bench} "
 wants() { [[ "$STEPS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -143,6 +144,25 @@ if wants hf; then
     run_step "hf-e2e $model" "$OUT/hf_e2e.log" env PYTHONPATH=/tmp/ramp_py \
       python3 bench/hf_e2e.py --model "$model" --out "$OUT/hf_e2e_$model.json"
   done
+fi
+
+# 3d. The kernel catalog: how many entries this build compiled, then `ramp sweep` (every
+# compiled entry alone vs the builtin rule) on a few layer cells, merged into one JSON.
+if wants catalog && [ -x "$RAMP" ]; then
+  run_step catalog-configs "$OUT/catalog.log" "$RAMP" configs --compiled
+  grep 'configs listed' "$OUT/catalog.log" | tail -1 | while read -r line; do record catalog "" "$line"; done
+  sweep_dir=$(mktemp -d)
+  for cell in ${RAMP_SWEEP_CELLS:-qwen3-30b-a3b:1:uniform qwen3-30b-a3b:8:uniform mixtral-8x7b:1:uniform deepseek-v2-lite:2048:uniform olmoe-1b-7b:2048:zipf1.0 qwen3-30b-a3b:8192:uniform}; do
+    IFS=: read -r model tokens routing <<< "$cell"
+    run_step "sweep $cell" "$OUT/catalog.log" "$RAMP" sweep --model "$model" --tokens "$tokens" \
+      --routing "$routing" --out "$sweep_dir/$model-T$tokens-$routing.json"
+  done
+  python3 - "$sweep_dir" "$OUT/catalog_sweeps.json" <<'PY'
+import json, pathlib, sys
+runs = [json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))]
+pathlib.Path(sys.argv[2]).write_text(json.dumps({"kind": "catalog-sweeps", "runs": runs}, indent=1))
+PY
+  rm -rf "$sweep_dir"
 fi
 
 # 4. Benchmark, when the command line has one. Results JSON go to $OUT (the device machine

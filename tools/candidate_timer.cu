@@ -10,6 +10,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/catalog.h"
 
 namespace ramp::cli {
 
@@ -72,10 +73,47 @@ class Timer final : public CandidateTimer {
                     double* gemm1_us, double* gemm2_us) override {
     const std::vector<TileConfig> configs(std::begin(dispatch::kBuiltinConfigs),
                                           std::end(dispatch::kBuiltinConfigs));
+    return time_plan({GemmPlanSpec{2 * shape_.intermediate, shape_.hidden, configs, configs1},
+                      GemmPlanSpec{shape_.hidden, shape_.intermediate, configs, configs2}},
+                     gemm1_us, gemm2_us);
+  }
+
+  Status time_catalog_entries(int32_t entry1, int32_t entry2, double* gemm1_us,
+                              double* gemm2_us) override {
+    const int32_t entries[2] = {entry1, entry2};
+    const dispatch::GemmShape shapes[2] = {
+        {shape_.num_experts, shape_.top_k, 2 * shape_.intermediate, shape_.hidden},
+        {shape_.num_experts, shape_.top_k, shape_.hidden, shape_.intermediate}};
+    std::vector<GemmPlanSpec> specs;
+    for (int g = 0; g < 2; ++g) {
+      GemmPlanSpec spec{shapes[g].out_features, shapes[g].in_features, {}, {}};
+      // A skipped GEMM still needs a plan entry: the builtin set, never launched.
+      spec.configs.assign(std::begin(dispatch::kBuiltinConfigs), std::end(dispatch::kBuiltinConfigs));
+      if (entries[g] >= 0) {
+        if (entries[g] >= dispatch::kCatalogSize) {
+          return {ErrorCode::kInvalidArgument, "catalog index " + std::to_string(entries[g]) +
+                                                   " is outside the catalog"};
+        }
+        const TileConfig& config = dispatch::kCatalogTable.entries[entries[g]];
+        std::string why;
+        if (!dispatch::fits_gemm(config, shapes[g], &why)) {
+          return {ErrorCode::kUnsupportedShape, config.to_string() + " cannot run " +
+                                                    shapes[g].to_string() + ": " + why};
+        }
+        spec.configs = {config};
+        spec.expert_config.assign(static_cast<size_t>(shape_.num_experts), 0);
+      }
+      specs.push_back(std::move(spec));
+    }
+    return time_plan(std::move(specs), entry1 >= 0 ? gemm1_us : nullptr,
+                     entry2 >= 0 ? gemm2_us : nullptr);
+  }
+
+ private:
+  Status time_plan(std::vector<GemmPlanSpec> specs, double* gemm1_us, double* gemm2_us) {
     PlanRequest request{topk_ids_.data(), num_tokens_, shape_.top_k, shape_.num_experts,
                         ExpertOrder::kHalfInterval, {}};
-    request.gemms = {GemmPlanSpec{2 * shape_.intermediate, shape_.hidden, configs, configs1},
-                     GemmPlanSpec{shape_.hidden, shape_.intermediate, configs, configs2}};
+    request.gemms = std::move(specs);
     Plan plan;
     RAMP_TRY(Plan::build(request, &plan));
     const std::span<const std::byte> bytes = plan.bytes();
@@ -112,6 +150,17 @@ class Timer final : public CandidateTimer {
         gemm.out_row_stride = shape_.hidden;
         gemm.topk_weights = weights_.as<float>();
       }
+      const std::vector<TileConfig>& configs = plan.gemm(gemm_index).configs;
+      gemm.configs = configs.data();
+      gemm.num_configs = static_cast<int32_t>(configs.size());
+      const size_t scratch_bytes = cuda::static_batched_gemm_split_scratch_bytes(
+          gemm.configs, gemm.num_configs, gemm.max_total_tiles);
+      if (scratch_bytes > split_scratch_.bytes()) {
+        split_scratch_.reset();
+        RAMP_TRY(split_scratch_.allocate(scratch_bytes));
+      }
+      gemm.split_scratch = split_scratch_.data();
+      gemm.split_scratch_bytes = split_scratch_.bytes();
       bench::TimingOptions timing_options;
       timing_options.warmup = options_.warmup;
       timing_options.repeats = options_.repeats;
@@ -126,7 +175,6 @@ class Timer final : public CandidateTimer {
     return Status::ok();
   }
 
- private:
   MoeShape shape_{};
   int32_t max_tokens_ = 0;
   TimerOptions options_;
@@ -134,7 +182,7 @@ class Timer final : public CandidateTimer {
   int32_t sm_count_ = 0;
   cudaStream_t stream_ = nullptr;
   bench::L2Flusher flusher_;
-  DeviceBuffer hidden_, w13_, w2_, intermediate_, slot_out_, weights_, plan_;
+  DeviceBuffer hidden_, w13_, w2_, intermediate_, slot_out_, weights_, plan_, split_scratch_;
   std::vector<int32_t> topk_ids_;
   int32_t num_tokens_ = 0;
 };

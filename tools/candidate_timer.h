@@ -38,6 +38,11 @@ class CandidateTimer {
   virtual Status time_gemms(const std::vector<int32_t>& configs1,
                             const std::vector<int32_t>& configs2, double* gemm1_us,
                             double* gemm2_us) = 0;
+  // The same for catalog entries alone: every expert of GEMM1 uses catalog entry `entry1`, every
+  // expert of GEMM2 `entry2` (each launch is that entry's own kernel instance; it must be
+  // compiled in this build and fit the GEMM, else the error says why). -1 skips that GEMM.
+  virtual Status time_catalog_entries(int32_t entry1, int32_t entry2, double* gemm1_us,
+                                      double* gemm2_us) = 0;
 };
 
 }  // namespace ramp::cli

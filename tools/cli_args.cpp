@@ -1,6 +1,9 @@
 #include "cli_args.h"
 
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 
 namespace ramp::cli {
 
@@ -65,6 +68,33 @@ bool Args::integer(const std::string& name, int64_t fallback, int64_t min, int64
   }
   *out = parsed;
   return true;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buffer;
+}
+
+std::string git_commit() {
+  if (const char* env = std::getenv("RAMP_GIT_COMMIT"); env != nullptr && *env != '\0') return env;
+  std::string commit;
+  if (FILE* pipe = popen("git rev-parse HEAD 2>/dev/null", "r")) {
+    char buffer[64] = {};
+    if (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) commit = buffer;
+    pclose(pipe);
+  }
+  while (!commit.empty() && (commit.back() == '\n' || commit.back() == '\r')) commit.pop_back();
+  return commit.empty() ? "unknown" : commit;
+}
+
+std::string joined_command(const char* name, const std::vector<std::string>& argv) {
+  std::string text = std::string("ramp ") + name;
+  for (const std::string& word : argv) text += " " + word;
+  return text;
 }
 
 }  // namespace ramp::cli

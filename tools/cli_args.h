@@ -27,4 +27,10 @@ class Args {
   std::string error_;
 };
 
+// Provenance of a result file: "2026-11-22T10:00:00Z", the commit ($RAMP_GIT_COMMIT, else
+// `git rev-parse HEAD`, else "unknown"), and "ramp NAME ARGS..." as typed.
+std::string utc_now();
+std::string git_commit();
+std::string joined_command(const char* name, const std::vector<std::string>& argv);
+
 }  // namespace ramp::cli

@@ -1,5 +1,5 @@
 // `ramp configs`: the tile-config catalog (RaMP's polymorphic design space), with the shared
-// memory each entry needs and whether the kernel compiles it today.
+// memory each entry needs and whether this build compiled a kernel for it.
 #include <cstdio>
 
 #include "cli_args.h"
@@ -14,10 +14,12 @@ constexpr const char* kConfigsHelp =
     "usage: ramp configs [options]\n"
     "Lists the tile-config catalog: index, config (orientation tokens x features, k tile,\n"
     "stages, consumer warpgroups, L2 group, split-K), bytes per pipeline stage, shared memory\n"
-    "per CTA, fp32 accumulator registers per consumer thread, and whether the kernel compiles\n"
-    "it today (its index in kBuiltinConfigs).\n\n"
+    "per CTA, fp32 accumulator registers per consumer thread, and whether this build compiled a\n"
+    "kernel for it (RAMP_KERNEL_CATALOG=full: all; subset: the builtin set and one entry per\n"
+    "kernel feature; no CUDA: none). Builtin entries are also in the set one layer launch mixes\n"
+    "per expert (their index in kBuiltinConfigs).\n\n"
     "options:\n"
-    "  --compiled          only the configs the kernel compiles today\n"
+    "  --compiled          only the configs this build compiled\n"
     "  --n N --k K         only the configs that can run a GEMM with N output features and\n"
     "                      K input features (K a multiple of 64; split-K must divide K/64)\n"
     "  --help              this text\n\n"
@@ -52,10 +54,11 @@ int run_configs_command(const std::vector<std::string>& argv) {
     dispatch::GemmShape shape;
     shape.out_features = static_cast<int32_t>(n);
     shape.in_features = static_cast<int32_t>(k);
-    indices = dispatch::legal_entries(shape, compiled_only);
+    indices = dispatch::legal_entries(
+        shape, compiled_only ? dispatch::EntryFilter::kCompiled : dispatch::EntryFilter::kAll);
   } else {
     for (size_t i = 0; i < dispatch::catalog().size(); ++i) {
-      if (!compiled_only || dispatch::catalog()[i].compiled()) {
+      if (!compiled_only || dispatch::catalog()[i].compiled) {
         indices.push_back(static_cast<int32_t>(i));
       }
     }
@@ -66,16 +69,22 @@ int run_configs_command(const std::vector<std::string>& argv) {
   int32_t compiled_count = 0;
   for (const int32_t index : indices) {
     const dispatch::CatalogEntry& entry = dispatch::catalog()[static_cast<size_t>(index)];
-    char compiled[24] = "no";
-    if (entry.compiled()) {
-      std::snprintf(compiled, sizeof(compiled), "yes (builtin %d)", entry.builtin_index);
+    char compiled[32] = "no";
+    if (entry.compiled) {
       ++compiled_count;
+      if (entry.in_builtin_set()) {
+        std::snprintf(compiled, sizeof(compiled), "yes (builtin %d)", entry.builtin_index);
+      } else {
+        std::snprintf(compiled, sizeof(compiled), "yes");
+      }
+    } else if (entry.in_builtin_set()) {
+      std::snprintf(compiled, sizeof(compiled), "builtin %d (no CUDA)", entry.builtin_index);
     }
     std::printf("%5d  %-34s %8d %8d %5d  %s\n", index, entry.config.to_string().c_str(),
                 dispatch::stage_bytes(entry.config), dispatch::shared_memory_bytes(entry.config),
                 dispatch::accumulator_registers(entry.config), compiled);
   }
-  std::printf("%zu configs listed (%d compiled today) of %zu in the catalog\n", indices.size(),
+  std::printf("%zu configs listed (%d compiled in this build) of %zu in the catalog\n", indices.size(),
               compiled_count, dispatch::catalog().size());
   return 0;
 }

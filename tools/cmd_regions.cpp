@@ -25,7 +25,8 @@ constexpr const char* kRegionsHelp =
     "grouping) and the config the region selector picks per expert.\n\n"
     "options:\n"
     "%s"
-    "  --candidates SET    catalog | compiled: configs the selector may pick (default catalog)\n"
+    "  --candidates SET    catalog | builtin: configs the selector may pick per expert (default\n"
+    "                      catalog; builtin = the set one layer launch mixes, kBuiltinConfigs)\n"
     "  --device-name NAME  device constants (defaults: H100 SXM, with the --sms count):\n"
     "  --l2-mib MIB        L2 size (default 50)\n"
     "  --smem-kib KIB      shared memory per SM (default 228)\n"
@@ -35,7 +36,7 @@ constexpr const char* kRegionsHelp =
     "  --help              this text\n\n"
     "examples:\n"
     "  ramp regions --model qwen3-30b-a3b --tokens 256 --routing hot\n"
-    "  ramp regions --model mixtral-8x7b --tokens 1 --candidates compiled\n";
+    "  ramp regions --model mixtral-8x7b --tokens 1 --candidates builtin\n";
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
@@ -63,11 +64,12 @@ void print_config_variables(const TileConfig& config, const dispatch::GemmShape&
 
 void analyze_gemm(const char* title, const dispatch::GemmShape& shape,
                   std::span<const int32_t> histogram, const dispatch::DeviceConstants& device,
-                  bool compiled_only, bool list_experts) {
-  const std::vector<int32_t> candidates = dispatch::legal_entries(shape, compiled_only);
+                  bool builtin_only, bool list_experts) {
+  const std::vector<int32_t> candidates = dispatch::legal_entries(
+      shape, builtin_only ? dispatch::EntryFilter::kBuiltinSet : dispatch::EntryFilter::kAll);
   std::printf("\n%s  %s\n", title, shape.to_string().c_str());
   if (candidates.empty()) {
-    std::printf("  no %s config fits this GEMM\n", compiled_only ? "compiled" : "catalog");
+    std::printf("  no %s config fits this GEMM\n", builtin_only ? "builtin" : "catalog");
     return;
   }
   const dispatch::RegionSelection selection =
@@ -122,7 +124,7 @@ void analyze_gemm(const char* title, const dispatch::GemmShape& shape,
               r.experts_l2_grouping, v.active_experts);
 
   std::printf("  selection    (%s):\n    %-34s %7s %12s %7s  %s\n",
-              compiled_only ? "compiled configs" : "catalog", "config", "experts", "rows",
+              builtin_only ? "builtin set" : "catalog", "config", "experts", "rows",
               "tiles", "compiled");
   int64_t total_tiles = 0;
   for (const auto& [index, count] : experts_per_config) {
@@ -140,8 +142,12 @@ void analyze_gemm(const char* title, const dispatch::GemmShape& shape,
     }
     total_tiles += tiles;
     const std::string range = std::to_string(lo) + ".." + std::to_string(hi);
-    char compiled[24] = "no";
-    if (entry.compiled()) std::snprintf(compiled, sizeof(compiled), "yes (%d)", entry.builtin_index);
+    char compiled[32] = "no";
+    if (entry.in_builtin_set()) {
+      std::snprintf(compiled, sizeof(compiled), "yes (builtin %d)", entry.builtin_index);
+    } else if (entry.compiled) {
+      std::snprintf(compiled, sizeof(compiled), "yes (alone)");
+    }
     std::printf("    %-34s %7d %12s %7lld  %s\n", entry.config.to_string().c_str(), count,
                 range.c_str(), static_cast<long long>(tiles), compiled);
     // What the rules asked for when the candidate set lacks it (e.g. split-K, not compiled yet).
@@ -187,8 +193,8 @@ int run_regions_command(const std::vector<std::string>& argv) {
     return 2;
   }
   const std::string candidates = args.text("candidates", "catalog");
-  if (candidates != "catalog" && candidates != "compiled") {
-    std::fprintf(stderr, "ramp regions: --candidates must be catalog or compiled, got '%s'\n",
+  if (candidates != "catalog" && candidates != "builtin") {
+    std::fprintf(stderr, "ramp regions: --candidates must be catalog or builtin, got '%s'\n",
                  candidates.c_str());
     return 2;
   }
@@ -213,16 +219,16 @@ int run_regions_command(const std::vector<std::string>& argv) {
               device.ridge_flops_per_byte());
   const std::vector<int32_t> histogram = problem.routing.histogram();
   const MoeShape& s = problem.shape;
-  const bool compiled_only = candidates == "compiled";
+  const bool builtin_only = candidates == "builtin";
   const bool list_experts = args.has("experts");
   if (problem.grouped_gemm) {
     analyze_gemm("GEMM", {s.num_experts, s.top_k, s.intermediate, s.hidden}, histogram, device,
-                 compiled_only, list_experts);
+                 builtin_only, list_experts);
   } else {
     analyze_gemm("GEMM1", {s.num_experts, s.top_k, 2 * s.intermediate, s.hidden}, histogram,
-                 device, compiled_only, list_experts);
+                 device, builtin_only, list_experts);
     analyze_gemm("GEMM2", {s.num_experts, s.top_k, s.hidden, s.intermediate}, histogram, device,
-                 compiled_only, list_experts);
+                 builtin_only, list_experts);
   }
   return 0;
 }

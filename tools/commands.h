@@ -15,5 +15,6 @@ int run_configs_command(const std::vector<std::string>& argv);
 int run_regions_command(const std::vector<std::string>& argv);
 int run_profile_command(const std::vector<std::string>& argv);
 int run_evaluate_command(const std::vector<std::string>& argv);
+int run_sweep_command(const std::vector<std::string>& argv);
 
 }  // namespace ramp::cli

@@ -15,10 +15,11 @@ constexpr const char* kHelp =
     "  plan     print the static batching plan (tasks, TilePrefix, tiles, waves) for a routing\n"
     "  models   list the built-in model shapes\n"
     "  bench    measure the kernel against same-run ceilings and the peers (GPU)\n"
-    "  configs  list the tile-config catalog (shared memory, compiled today or not)\n"
+    "  configs  list the tile-config catalog (shared memory, compiled in this build or not)\n"
     "  regions  region analysis of a routing: variables, rule verdicts, config per expert\n"
     "  profile  measure the selection candidates and fit the wave cost model (GPU)\n"
-    "  evaluate regret and speedup of routing-aware selection on held-out routings (GPU)\n\n"
+    "  evaluate regret and speedup of routing-aware selection on held-out routings (GPU)\n"
+    "  sweep    time every compiled catalog entry alone on one layer problem (GPU)\n\n"
     "`ramp <command> --help` describes each command's options.\n\n"
     "examples:\n"
     "  ramp run                                   # olmoe-1b-7b, T=64, uniform routing\n"
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
   if (command == "regions") return ramp::cli::run_regions_command(rest);
   if (command == "profile") return ramp::cli::run_profile_command(rest);
   if (command == "evaluate") return ramp::cli::run_evaluate_command(rest);
-  std::fprintf(stderr, "ramp: unknown command '%s' (run, plan, models, bench, configs, regions, profile, evaluate; "
+  if (command == "sweep") return ramp::cli::run_sweep_command(rest);
+  std::fprintf(stderr, "ramp: unknown command '%s' (run, plan, models, bench, configs, regions, profile, evaluate, sweep; "
                "see ramp --help)\n",
                command.c_str());
   return 2;

@@ -1,71 +1,23 @@
-// The static batching GEMM kernel and its launcher (see static_batching.h).
-//
-// One persistent launch of CTA pairs (clusters of 2): pair c loops over units c, c + pairs, ...,
-// unit u being tiles 2u and 2u+1; each tile's task selects its tile config (switch over
-// kBuiltinConfigs). Warpgroup 0 loads, warpgroups 1-2 multiply and store; they meet only at the
-// stage ring's mbarriers.
+// The static batching GEMM launcher (see static_batching.h): validates the call, builds the
+// kernel parameters (tensor maps, split-K scratch) and calls the instance of the requested
+// config set (static_batching_instances.h); the kernel itself is static_batching_kernel.cuh.
 #include "cuda/static_batching.h"
 
 #include <cuda_runtime.h>
 
-#include <mutex>
+#include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cuda/cuda_check.h"
-#include "cuda/ptx/cluster.h"
-#include "cuda/ptx/grid_dependency.h"
-#include "cuda/ptx/setmaxnreg.h"
 #include "cuda/ptx/tma.h"
 #include "cuda/static_batching_common.cuh"
-#include "cuda/static_batching_consumer.cuh"
-#include "cuda/static_batching_producer.cuh"
+#include "cuda/static_batching_instances.h"
+#include "dispatch/kernel_catalog.h"
 
 namespace ramp::cuda {
 namespace detail {
-
-template <GemmEpilogue kEpilogue>
-__global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(kThreads, 1)
-    static_batched_gemm_kernel(const __grid_constant__ KernelParams params) {
-  extern __shared__ __align__(1024) uint8_t shared[];
-  if ((ptx::smem_address(shared) & (kSwizzleAtomBytes - 1)) != 0) __trap();
-  uint8_t* ring = shared + SharedLayout::kRing;
-  const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + SharedLayout::kFullBarriers),
-                               reinterpret_cast<uint64_t*>(shared + SharedLayout::kEmptyBarriers),
-                               reinterpret_cast<uint64_t*>(shared + SharedLayout::kHandoffBarrier));
-
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < kMaxStages; ++s) {
-      ptx::mbarrier_init(barriers.full(s), kFullBarrierArrivals);
-      ptx::mbarrier_init(barriers.empty(s), kEmptyBarrierArrivals);
-    }
-    ptx::mbarrier_init(barriers.handoff(), 1);
-    ptx::fence_mbarrier_init();
-  }
-  // The peer CTA arrives on our barriers and multicasts into our ring: it must see them
-  // initialised.
-  ptx::cluster_sync();
-  // Everything above overlaps the previous kernel when launched programmatically; the plan,
-  // the token rows and the outputs belong to it until it has finished. The next kernel may be
-  // scheduled right away: this grid is persistent (never more CTAs than fit at once), so the
-  // successor's CTAs only take SMs this grid has left, and they wait for its completion.
-  ptx::wait_for_previous_grid();
-  ptx::allow_next_grid_launch();
-
-  const int warpgroup = static_cast<int>(threadIdx.x / kThreadsPerWarpgroup);
-  if (warpgroup == 0) {
-    ptx::setmaxnreg_dec<kProducerRegisters>();
-    producer_loop<kEpilogue>(params, ring, barriers);
-  } else {
-    ptx::setmaxnreg_inc<kConsumerRegisters>();
-    uint8_t* staging = shared + SharedLayout::kStaging + (warpgroup - 1) * kStagingBytesPerWarpgroup;
-    consumer_loop<kEpilogue>(params, ring, barriers, staging, warpgroup - 1);
-  }
-  // Neither CTA of the pair may leave while the other can still arrive on its barriers or
-  // multicast into its shared memory.
-  ptx::cluster_sync();
-}
-
-inline constexpr int kMaxDevices = 64;
 
 Status invalid(ErrorCode code, const std::string& what) {
   return Status(code, "launch_static_batched_gemm: " + what);
@@ -126,80 +78,108 @@ Status encode_token_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   return Status::ok();
 }
 
-// How many CTA pairs of this kernel fit on `device` at once, queried once per device: the
-// queries and the shared-memory opt-in stay off the per-launch path (and out of graph capture
-// after the first call).
-template <GemmEpilogue kEpilogue>
-Status resident_pairs(int device, int* pairs) {
-  static std::mutex mutex;
-  static int cached[kMaxDevices] = {};
-  if (device < 0 || device >= kMaxDevices) {
-    return invalid(ErrorCode::kCudaError, "device ordinal " + std::to_string(device) +
-                                              " is beyond the launcher's cache");
+const SetLaunchers* catalog_launchers() {
+  static const std::vector<SetLaunchers> table = [] {
+    std::vector<SetLaunchers> entries(static_cast<size_t>(dispatch::kCatalogSize));
+    [&]<int... kParts>(std::integer_sequence<int, kParts...>) {
+      (register_catalog_part<kParts>(entries.data()), ...);
+    }(std::make_integer_sequence<int, dispatch::kKernelCatalogParts>{});
+    return entries;
+  }();
+  return table.data();
+}
+
+bool is_builtin_set(const TileConfig* configs, int32_t num_configs) {
+  if (configs == nullptr) return true;
+  if (num_configs != dispatch::kNumBuiltinConfigs) return false;
+  for (int32_t c = 0; c < num_configs; ++c) {
+    if (!(configs[c] == dispatch::kBuiltinConfigs[c])) return false;
   }
-  std::lock_guard<std::mutex> lock(mutex);
-  if (cached[device] > 0) {
-    *pairs = cached[device];
+  return true;
+}
+
+// The launchers of the set, or why there are none.
+Status find_launchers(const TileConfig* configs, int32_t num_configs, SetLaunchers* launchers) {
+  if (is_builtin_set(configs, num_configs)) {
+    *launchers = builtin_set_launchers();
     return Status::ok();
   }
-  auto* kernel = &static_batched_gemm_kernel<kEpilogue>;
-  RAMP_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     SharedLayout::kAllocationBytes));
-  int sm_count = 0;
-  RAMP_CUDA_TRY(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(sm_count / kClusterSize * kClusterSize), 1, 1);
-  config.blockDim = dim3(kThreads, 1, 1);
-  config.dynamicSmemBytes = SharedLayout::kAllocationBytes;
-  cudaLaunchAttribute cluster_shape{};
-  cluster_shape.id = cudaLaunchAttributeClusterDimension;
-  cluster_shape.val.clusterDim.x = kClusterSize;
-  cluster_shape.val.clusterDim.y = 1;
-  cluster_shape.val.clusterDim.z = 1;
-  config.attrs = &cluster_shape;
-  config.numAttrs = 1;
-  int resident = 0;
-  RAMP_CUDA_TRY(cudaOccupancyMaxActiveClusters(&resident, kernel, &config));
-  cached[device] = resident > 0 ? resident : 1;
-  *pairs = cached[device];
+  if (num_configs != 1) {
+    return invalid(ErrorCode::kUnsupportedShape,
+                   "a launch compiles either the builtin config set (kBuiltinConfigs) or one "
+                   "catalog entry; got a set of " + std::to_string(num_configs) + " configs");
+  }
+  const int32_t index = dispatch::catalog_index_of(configs[0]);
+  if (index < 0) {
+    return invalid(ErrorCode::kUnsupportedShape,
+                   "config '" + configs[0].to_string() + "' is not in the catalog (ramp configs)");
+  }
+  const SetLaunchers& entry = catalog_launchers()[index];
+  if (!entry.compiled()) {
+    return invalid(ErrorCode::kUnsupportedShape,
+                   "catalog entry " + std::to_string(index) + " '" + configs[0].to_string() +
+                       "' is not compiled in this build (RAMP_KERNEL_CATALOG=subset compiles "
+                       "the builtin set and a representative subset; configure with full)");
+  }
+  *launchers = entry;
   return Status::ok();
 }
 
-template <GemmEpilogue kEpilogue>
-Status launch(const KernelParams& params, int32_t max_total_tiles, bool after_ramp_kernel,
-              cudaStream_t stream) {
-  int device = 0;
-  RAMP_CUDA_TRY(cudaGetDevice(&device));
-  // Persistent grid: as many pairs as can be resident at once (a GPC with an odd number of
-  // free SMs leaves one unused), never more than there are units of work.
-  int pairs = 0;
-  RAMP_TRY(resident_pairs<kEpilogue>(device, &pairs));
-  const int units = (max_total_tiles + kClusterSize - 1) / kClusterSize;
-  const int clusters = units < pairs ? units : pairs;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(clusters * kClusterSize), 1, 1);
-  config.blockDim = dim3(kThreads, 1, 1);
-  config.dynamicSmemBytes = SharedLayout::kAllocationBytes;
-  config.stream = stream;
-  cudaLaunchAttribute overlap{};
-  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &overlap;
-  config.numAttrs = after_ramp_kernel ? 1 : 0;
-  RAMP_CUDA_TRY(cudaLaunchKernelEx(&config, &static_batched_gemm_kernel<kEpilogue>, params));
-  return Status::ok();
+size_t split_counter_bytes(int32_t max_total_tiles) {
+  return sizeof(int32_t) * 2 * static_cast<size_t>(max_total_tiles > 0 ? max_total_tiles : 0);
 }
 
 }  // namespace detail
+
+size_t static_batched_gemm_split_scratch_bytes(const TileConfig* configs, int32_t num_configs,
+                                               int32_t max_total_tiles) {
+  // From the configs themselves (not the instance table): the size is known whether or not
+  // this build compiled the set.
+  bool splits = false;
+  int64_t largest_tile = 0;
+  const TileConfig* set = configs != nullptr ? configs : dispatch::kBuiltinConfigs;
+  const int32_t count = configs != nullptr ? num_configs : dispatch::kNumBuiltinConfigs;
+  for (int32_t c = 0; c < count; ++c) {
+    splits = splits || set[c].split_k > 1;
+    largest_tile = std::max<int64_t>(largest_tile, int64_t{set[c].token_tile} * set[c].feature_tile);
+  }
+  if (!splits || max_total_tiles <= 0) return 0;
+  const size_t partials = sizeof(float) * static_cast<size_t>(largest_tile) *
+                          static_cast<size_t>(max_total_tiles);
+  return (partials + 255) / 256 * 256 + detail::split_counter_bytes(max_total_tiles);
+}
+
+bool static_batched_gemm_compiled(const TileConfig* configs, int32_t num_configs,
+                                  std::string* why_not) {
+  detail::SetLaunchers launchers;
+  const Status status = detail::find_launchers(configs, num_configs, &launchers);
+  if (!status.is_ok() && why_not != nullptr) *why_not = status.message();
+  return status.is_ok();
+}
 
 Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t stream) {
   using detail::aligned;
   using detail::invalid;
   if (gemm.max_total_tiles <= 0) return Status::ok();
+  detail::SetLaunchers launchers;
+  RAMP_TRY(detail::find_launchers(gemm.configs, gemm.num_configs, &launchers));
   if (gemm.in_features <= 0 || gemm.in_features % detail::kKTile != 0) {
     return invalid(ErrorCode::kUnsupportedShape,
                    "in_features K=" + std::to_string(gemm.in_features) +
                        " must be a positive multiple of 64");
+  }
+  {
+    const TileConfig* set = gemm.configs != nullptr ? gemm.configs : dispatch::kBuiltinConfigs;
+    const int32_t count = gemm.configs != nullptr ? gemm.num_configs : dispatch::kNumBuiltinConfigs;
+    const int32_t k_blocks = gemm.in_features / detail::kKTile;
+    for (int32_t c = 0; c < count; ++c) {
+      if (k_blocks % set[c].split_k != 0) {
+        return invalid(ErrorCode::kUnsupportedShape,
+                       "config '" + set[c].to_string() + "' splits K into " +
+                           std::to_string(set[c].split_k) + ", which does not divide K/64 = " +
+                           std::to_string(k_blocks));
+      }
+    }
   }
   if (gemm.out_features <= 0) {
     return invalid(ErrorCode::kUnsupportedShape,
@@ -249,19 +229,29 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
                          stored_columns % 2 == 0;
   params.bulk_stores = aligned(gemm.out, 16) && (gemm.out_row_stride * out_element) % 16 == 0;
 
-  const bool overlap = gemm.after_ramp_kernel;
-  switch (gemm.epilogue) {
-    case GemmEpilogue::kStoreBySlot:
-      return detail::launch<GemmEpilogue::kStoreBySlot>(params, gemm.max_total_tiles, overlap,
-                                                         stream);
-    case GemmEpilogue::kSiluGateUp:
-      return detail::launch<GemmEpilogue::kSiluGateUp>(params, gemm.max_total_tiles, overlap,
-                                                        stream);
-    case GemmEpilogue::kRouterWeighted:
-      return detail::launch<GemmEpilogue::kRouterWeighted>(params, gemm.max_total_tiles, overlap,
-                                                            stream);
+  bool overlap = gemm.after_ramp_kernel;
+  if (launchers.split_k) {
+    const size_t needed =
+        static_batched_gemm_split_scratch_bytes(gemm.configs, gemm.num_configs, gemm.max_total_tiles);
+    if (gemm.split_scratch == nullptr || !aligned(gemm.split_scratch, 256) ||
+        gemm.split_scratch_bytes < needed) {
+      return invalid(ErrorCode::kInvalidArgument,
+                     "a split-K config needs split_scratch of " + std::to_string(needed) +
+                         " bytes, 256-byte aligned (static_batched_gemm_split_scratch_bytes); got " +
+                         std::to_string(gemm.split_scratch_bytes) + " bytes at " +
+                         (gemm.split_scratch == nullptr ? "null" : "an address"));
+    }
+    const size_t counters = detail::split_counter_bytes(gemm.max_total_tiles);
+    char* scratch = static_cast<char*>(gemm.split_scratch);
+    params.split_partials = reinterpret_cast<float*>(scratch);
+    params.split_counters = reinterpret_cast<int32_t*>(scratch + (needed - counters));
+    params.split_tile_floats = launchers.largest_tile_floats;
+    RAMP_CUDA_TRY(cudaMemsetAsync(params.split_counters, 0, counters, stream));
+    overlap = false;  // the memset sits between the previous kernel and this one
   }
-  return invalid(ErrorCode::kInvalidArgument, "unknown epilogue");
+  const int epilogue = static_cast<int>(gemm.epilogue);
+  if (epilogue < 0 || epilogue > 2) return invalid(ErrorCode::kInvalidArgument, "unknown epilogue");
+  return launchers.by_epilogue[epilogue](params, gemm.max_total_tiles, overlap, stream);
 }
 
 }  // namespace ramp::cuda

@@ -1,14 +1,16 @@
 // Shared pieces of the static batching kernel: kernel parameters, the compile-time traits of
-// each tile config, the shared-memory layout and the typed pipeline cursors.
+// each tile config (any catalog entry) and of a launch's config set, the shared-memory layout
+// and the typed pipeline cursors.
 //
-// Roles (384 threads, every config): warpgroup 0 produces (TMA weight tiles + cp.async token
-// rows into a ring of stages), warpgroups 1 and 2 consume (wgmma) and run the epilogue.
+// Roles: warpgroup 0 produces (TMA weight tiles + cp.async token rows into a ring of stages),
+// the one or two consumer warpgroups after it multiply (wgmma) and run the epilogue.
 #pragma once
 
 #include <cuda.h>
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 #include <utility>
 
@@ -21,19 +23,6 @@
 namespace ramp::cuda::detail {
 
 inline constexpr int kThreadsPerWarpgroup = 128;
-inline constexpr int kConsumerWarpgroups = 2;
-inline constexpr int kThreads = kThreadsPerWarpgroup * (1 + kConsumerWarpgroups);
-// The CTA is launched with kLaunchRegisters per thread (the __launch_bounds__(384, 1) cap);
-// setmaxnreg only moves registers inside that allocation, so the consumers' increase must be
-// paid for by the producer's decrease, or setmaxnreg.inc waits forever. The producer keeps 64:
-// its gather keeps 8 row pointers live and spills below that.
-inline constexpr int kLaunchRegisters = 168;
-inline constexpr int kProducerRegisters = 64;
-inline constexpr int kConsumerRegisters = 216;
-static_assert(kProducerRegisters * kThreadsPerWarpgroup +
-                  kConsumerRegisters * kThreadsPerWarpgroup * kConsumerWarpgroups <=
-                  kLaunchRegisters * kThreads,
-              "setmaxnreg budgets must fit the registers the CTA was launched with");
 
 // CTAs run in clusters of two (pairs of consecutive tiles). With kMulticastWeights, a pair whose
 // two tiles share one weight tile (consecutive token blocks of a 128x256 task) multicasts it:
@@ -62,9 +51,13 @@ inline constexpr int kRowBytes = kKTile * 2;  // one smem row of a stage
 inline constexpr int kSwizzleAtomBytes = 1024;  // 8 rows x 128 bytes
 
 // Weight tensor maps are built per feature tile (the TMA box height); index by feature tile.
-inline constexpr int kNumWeightMaps = 2;
-RAMP_HOST_DEVICE constexpr int weight_map_index(int feature_tile) { return feature_tile == 256 ? 1 : 0; }
-RAMP_HOST_DEVICE constexpr int weight_map_feature_tile(int index) { return index == 1 ? 256 : 128; }
+inline constexpr int kNumWeightMaps = 3;
+RAMP_HOST_DEVICE constexpr int weight_map_index(int feature_tile) {
+  return feature_tile == 256 ? 2 : feature_tile == 128 ? 1 : 0;
+}
+RAMP_HOST_DEVICE constexpr int weight_map_feature_tile(int index) {
+  return index == 2 ? 256 : index == 1 ? 128 : 64;
+}
 
 struct KernelParams {
   CUtensorMap weight_maps[kNumWeightMaps];  // see weight_map_index; 64-byte aligned by type
@@ -78,43 +71,52 @@ struct KernelParams {
   void* out;
   int64_t out_row_stride;
   const float* topk_weights;
+  // Split-K (launches whose set has a config with split_k > 1): fp32 partial tiles, one per
+  // tile of the launch, and one arrival counter per (tile, consumer warpgroup); the launcher
+  // zeroes the counters before the kernel. See split_k.cuh.
+  float* split_partials;
+  int32_t* split_counters;
+  int32_t split_tile_floats;  // floats per tile in split_partials (the set's largest tile)
   bool paired_stores;  // out, its stride and N allow 2-element vector stores
   bool bulk_stores;    // out and its row stride are 16-byte aligned: staged bulk row stores
 };
 
-// Compile-time view of kBuiltinConfigs[kConfig].
-template <int kConfig>
+// Compile-time view of catalog entry kIndex (dispatch::kCatalogTable).
+template <int kIndex>
 struct ConfigTraits {
-  static constexpr TileConfig kTile = dispatch::kBuiltinConfigs[kConfig];
+  static constexpr TileConfig kTile = dispatch::kCatalogTable.entries[kIndex];
   static constexpr bool kSwapped = kTile.orientation == Orientation::kSwapped;
   static constexpr int kTokenTile = kTile.token_tile;
   static constexpr int kFeatureTile = kTile.feature_tile;
   static constexpr int kStages = kTile.stages;
   static constexpr int kGroupM = kTile.group_m;
+  static constexpr int kSplitK = kTile.split_k;
+  static constexpr int kWarpgroups = kTile.consumer_warpgroups;
   static constexpr int kWeightMap = weight_map_index(kFeatureTile);
   // Multicast halves are 128 weight rows: the feature_tile 128 map's box.
   static constexpr bool kMulticast = !kSwapped && kFeatureTile == 256;
   static constexpr int kMulticastMap = weight_map_index(kFeatureTile / kClusterSize);
 
-  // Each consumer warpgroup owns 64 rows of the MMA's M side.
-  static constexpr int kMmaN = kSwapped ? kTokenTile : kFeatureTile;
-  static constexpr int kAccumulators = kMmaN / 2;
+  // Each consumer warpgroup owns 64 or 128 rows of the MMA's M side, issued as 64-row blocks.
+  static constexpr int kRowsPerWarpgroup = dispatch::mma_m_per_warpgroup(kTile);
+  static constexpr int kRowBlocks = kRowsPerWarpgroup / 64;
+  static constexpr int kMmaN = dispatch::mma_n(kTile);
+  static constexpr int kAccumulatorsPerBlock = kMmaN / 2;
+  static constexpr int kAccumulators = kRowBlocks * kAccumulatorsPerBlock;
+  using Accumulators = float[kRowBlocks][kAccumulatorsPerBlock];
 
   static constexpr int kWeightStageBytes = kFeatureTile * kRowBytes;
   static constexpr int kTokenStageBytes = kTokenTile * kRowBytes;
   static constexpr int kStageBytes = kWeightStageBytes + kTokenStageBytes;
   static constexpr int kRingBytes = kStageBytes * kStages;
 
+  static_assert(kIndex >= 0 && kIndex < dispatch::kCatalogSize, "not a catalog index");
+  static_assert(dispatch::is_issuable(kTile), "the catalog only lists issuable configs");
+  static_assert(kStages == dispatch::derive_stages(kTile), "stages are derived from smem");
   static_assert(kTile.k_tile == kKTile, "stages hold one 128-byte swizzled row per tile row");
-  static_assert(kTile.consumer_warpgroups == kConsumerWarpgroups,
-                "every config shares the 1 producer + 2 consumer warpgroup launch shape");
-  static_assert(kTile.split_k == 1, "split-K is not implemented in this kernel");
   static_assert(kFeatureTile == weight_map_feature_tile(kWeightMap), "no tensor map for this box");
-  static_assert(kSwapped ? (kFeatureTile == 64 * kConsumerWarpgroups &&
-                            kTokenTile % 8 == 0 && kTokenTile >= 8 && kTokenTile <= 64)
-                         : (kTokenTile == 64 * kConsumerWarpgroups &&
-                            (kFeatureTile == 128 || kFeatureTile == 256)),
-                "tile shape outside the wgmma shapes this kernel issues");
+  static_assert(kRowBlocks == 1 || kRowBlocks == 2);
+  static_assert(!kSwapped || kRowBlocks == 1, "swapped tiles give each warpgroup 64 weight rows");
   static_assert(kFeatureTile % 16 == 0, "GEMM1 interleaves gate/up rows in blocks of 8");
   static_assert(kWeightStageBytes % kSwizzleAtomBytes == 0 &&
                     kTokenStageBytes % kSwizzleAtomBytes == 0,
@@ -122,29 +124,21 @@ struct ConfigTraits {
   static_assert(kTokenTile % 8 == 0, "token rows fill whole swizzle atoms");
 };
 
-template <int... kConfigs>
-constexpr int max_ring_bytes(std::integer_sequence<int, kConfigs...>) {
-  int bytes = 0;
-  ((bytes = ConfigTraits<kConfigs>::kRingBytes > bytes ? ConfigTraits<kConfigs>::kRingBytes : bytes),
-   ...);
-  return bytes;
-}
-template <int... kConfigs>
-constexpr int max_stages(std::integer_sequence<int, kConfigs...>) {
-  int stages = 0;
-  ((stages = ConfigTraits<kConfigs>::kStages > stages ? ConfigTraits<kConfigs>::kStages : stages),
-   ...);
-  return stages;
-}
+// The configs one launch compiles, as catalog indices; a task's `config` field is a position
+// in this list (GemmPlanSpec::configs of the plan).
+template <int... kIndices>
+struct ConfigSet {
+  static constexpr int kSize = sizeof...(kIndices);
+  static constexpr int kIndexAt[kSize] = {kIndices...};
+};
 
-// The kernel compiles exactly the builtin list: config c of a task runs ConfigTraits<c>.
-using CompiledConfigs = std::make_integer_sequence<int, dispatch::kNumBuiltinConfigs>;
-static_assert(CompiledConfigs::size() == sizeof(dispatch::kBuiltinConfigs) / sizeof(TileConfig),
-              "the kernel's config switch must cover kBuiltinConfigs exactly");
-
-inline constexpr int kRingBytes = max_ring_bytes(CompiledConfigs{});
-inline constexpr int kMaxStages = max_stages(CompiledConfigs{});
-static_assert(kMaxStages <= 32, "pipeline cursors keep one parity bit per stage in a uint32");
+// What a launch of a config set shares: the CTA shape, the shared-memory layout, the barrier
+// arrival counts, the register split.
+constexpr int max_of(std::initializer_list<int> values) {
+  int best = 0;
+  for (const int v : values) best = v > best ? v : best;
+  return best;
+}
 
 // Epilogue staging: each consumer warpgroup stages 64 rows x 256 bytes of output per pass and
 // stores each row with one bulk copy. Rows are 16 bytes apart beyond their payload so the 8
@@ -152,41 +146,82 @@ static_assert(kMaxStages <= 32, "pipeline cursors keep one parity bit per stage 
 inline constexpr int kStagingRowPayloadBytes = 256;
 inline constexpr int kStagingRowStride = kStagingRowPayloadBytes + 16;
 inline constexpr int kStagingBytesPerWarpgroup = 64 * kStagingRowStride;
-
-// Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, then the
-// full/empty barriers.
-struct SharedLayout {
-  static constexpr int kRing = 0;
-  static constexpr int kStaging = kRingBytes;
-  static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
-  static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
-  static constexpr int kHandoffBarrier = kEmptyBarriers + 8 * kMaxStages;
-  static constexpr int kBytes = kHandoffBarrier + 8;
-  // The base must be 1024-byte aligned (swizzle atoms); the kernel declares it so and traps if
-  // the runtime ever hands out less, rather than spending 1 KB of slack on rounding up.
-  static constexpr int kAllocationBytes = kBytes;
-};
-static_assert(SharedLayout::kRing % kSwizzleAtomBytes == 0);
-static_assert(SharedLayout::kStaging % 16 == 0 && kStagingRowStride % 16 == 0,
-              "bulk copies need 16-byte aligned rows");
-static_assert(SharedLayout::kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
-static_assert(SharedLayout::kAllocationBytes <= dispatch::kMaxSharedBytesPerBlock,
-              "over Hopper's per-block shared memory");
 // The catalog derives every entry's pipeline depth from this layout's budget: keep them equal.
 static_assert(kStagingBytesPerWarpgroup == dispatch::kEpilogueStagingBytesPerWarpgroup,
               "dispatch/catalog.h sizes the epilogue staging differently from the kernel");
-static_assert(kMaxStages <= dispatch::kCatalogMaxStages,
-              "the catalog caps stages below what the kernel compiles");
+static_assert(kStagingRowStride % 16 == 0, "bulk copies need 16-byte aligned rows");
 
 // Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
 // elected thread's arrive.expect_tx for the weight TMA.
 // With TMA token rows the elected thread's arrive.expect_tx (weights + rows) is the only one.
 inline constexpr uint32_t kFullBarrierArrivals = kTokenRowsByTma ? 1 : kThreadsPerWarpgroup + 1;
-// Empty barrier: every consumer warp of both CTAs of the pair, once its wgmma reads of the
-// stage are done (a multicast stage is written into both CTAs, so both must have released
-// it). Outside multicast a warp arrives twice on its own CTA's barrier instead.
-inline constexpr uint32_t kConsumerWarps = kConsumerWarpgroups * 4;
-inline constexpr uint32_t kEmptyBarrierArrivals = kConsumerWarps * kClusterSize;
+
+template <class Set>
+struct LaunchTraits;
+template <int... kIndices>
+struct LaunchTraits<ConfigSet<kIndices...>> {
+  static_assert(sizeof...(kIndices) >= 1, "a launch compiles at least one config");
+  static constexpr int kConsumerWarpgroups = max_of({ConfigTraits<kIndices>::kWarpgroups...});
+  static_assert(((ConfigTraits<kIndices>::kWarpgroups == kConsumerWarpgroups) && ...),
+                "configs sharing a launch must share its consumer warpgroup count");
+  static constexpr int kThreads = kThreadsPerWarpgroup * (1 + kConsumerWarpgroups);
+  static constexpr int kRingBytes = max_of({ConfigTraits<kIndices>::kRingBytes...});
+  static constexpr int kMaxStages = max_of({ConfigTraits<kIndices>::kStages...});
+  static constexpr bool kSplitK = ((ConfigTraits<kIndices>::kSplitK > 1) || ...);
+  // fp32 partial-tile size a split-K launch reserves per tile (the largest tile of the set).
+  static constexpr int kLargestTileFloats =
+      max_of({ConfigTraits<kIndices>::kTokenTile * ConfigTraits<kIndices>::kFeatureTile...});
+
+  // Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, the
+  // full/empty barriers, the pair hand-off barrier, then one word per consumer warpgroup that
+  // broadcasts a split-K arrival's verdict. The base must be 1024-byte aligned; the kernel
+  // declares it so and traps if the runtime ever hands out less.
+  static constexpr int kRing = 0;
+  static constexpr int kStaging = kRingBytes;
+  static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
+  static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
+  static constexpr int kHandoffBarrier = kEmptyBarriers + 8 * kMaxStages;
+  static constexpr int kSplitVerdicts = kHandoffBarrier + 8;
+  static constexpr int kAllocationBytes = kSplitVerdicts + 8;
+
+  // Empty barrier: every consumer warp of both CTAs of the pair, once its wgmma reads of the
+  // stage are done (a multicast stage is written into both CTAs, so both must have released
+  // it). Outside multicast a warp arrives twice on its own CTA's barrier instead.
+  static constexpr uint32_t kConsumerWarps = kConsumerWarpgroups * 4;
+  static constexpr uint32_t kEmptyBarrierArrivals = kConsumerWarps * kClusterSize;
+
+  // Registers. Two consumer warpgroups: the CTA is launched with kLaunchRegisters per thread
+  // (the __launch_bounds__(384, 1) cap); setmaxnreg only moves registers inside that
+  // allocation, so the consumers' increase must be paid for by the producer's decrease, or
+  // setmaxnreg.inc waits forever. The producer keeps 64: its gather keeps its row indices live.
+  // One consumer warpgroup (256 threads) may use up to 255 registers everywhere: no moves.
+  static constexpr bool kMovesRegisters = kConsumerWarpgroups == 2;
+  static constexpr int kLaunchRegisters = 168;
+  static constexpr int kProducerRegisters = 64;
+  static constexpr int kConsumerRegisters = 216;
+  static_assert(!kMovesRegisters ||
+                    kProducerRegisters * kThreadsPerWarpgroup +
+                            kConsumerRegisters * kThreadsPerWarpgroup * kConsumerWarpgroups <=
+                        kLaunchRegisters * kThreads,
+                "setmaxnreg budgets must fit the registers the CTA was launched with");
+
+  static_assert(kRing % kSwizzleAtomBytes == 0);
+  static_assert(kStaging % 16 == 0, "bulk copies need 16-byte aligned rows");
+  static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
+  static_assert(kAllocationBytes <= dispatch::kMaxSharedBytesPerBlock,
+                "over Hopper's per-block shared memory");
+  static_assert(kMaxStages <= dispatch::kCatalogMaxStages,
+                "the catalog caps stages below what the kernel compiles");
+  static_assert(kMaxStages <= 32, "pipeline cursors keep one parity bit per stage in a uint32");
+};
+
+// The launch the layer's per-expert rule uses: kBuiltinConfigs, in that order (a task's config
+// field is its kBuiltinConfigs index).
+template <size_t... kBuiltin>
+constexpr auto builtin_set(std::index_sequence<kBuiltin...>) {
+  return ConfigSet<dispatch::catalog_index_of(dispatch::kBuiltinConfigs[kBuiltin])...>{};
+}
+using BuiltinSet = decltype(builtin_set(std::make_index_sequence<dispatch::kNumBuiltinConfigs>{}));
 
 // The ring's barriers. A stage's smem address depends on the config (stage size), its
 // barriers do not: slot s always uses full[s] / empty[s].
@@ -228,6 +263,7 @@ struct ProducerCursor {
     stage = stage + 1 == stages ? 0 : stage + 1;
   }
   // Before a config change: the new stage layout may overlap any slot in flight.
+  template <int kMaxStages>
   __device__ void drain(const StageBarriers& barriers) {
     for (int slot = 0; slot < kMaxStages; ++slot) wait_free(barriers, slot);
     stage = 0;
@@ -247,25 +283,29 @@ struct ConsumerCursor {
   __device__ void restart() { stage = 0; }
 };
 
-template <class F, int... kConfigs>
-__device__ __forceinline__ bool any_config_impl(int config, F&& f,
-                                                std::integer_sequence<int, kConfigs...>) {
-  return ((config == kConfigs && f(std::integral_constant<int, kConfigs>{})) || ...);
+// Calls f(std::integral_constant<int, catalog index>) for the config at runtime position
+// `position` of the launch's set (one branch per config of the set).
+template <int... kIndices, size_t... kPositions, class F>
+__device__ __forceinline__ void dispatch_config_impl(int position, F&& f, ConfigSet<kIndices...>,
+                                                     std::index_sequence<kPositions...>) {
+  ((position == static_cast<int>(kPositions)
+        ? (f(std::integral_constant<int, ConfigSet<kIndices...>::kIndexAt[kPositions]>{}), 0)
+        : 0),
+   ...);
 }
-__device__ __forceinline__ bool config_multicasts(int config) {
-  return any_config_impl(config, [](auto c) { return ConfigTraits<decltype(c)::value>::kMulticast; },
-                         CompiledConfigs{});
+template <class Set, class F>
+__device__ __forceinline__ void dispatch_config(int position, F&& f) {
+  dispatch_config_impl(position, static_cast<F&&>(f), Set{},
+                       std::make_index_sequence<Set::kSize>{});
 }
 
-// Calls f(std::integral_constant<int, c>) for the runtime config c (one branch per builtin).
-template <class F, int... kConfigs>
-__device__ __forceinline__ void dispatch_config_impl(int config, F&& f,
-                                                     std::integer_sequence<int, kConfigs...>) {
-  ((config == kConfigs ? (f(std::integral_constant<int, kConfigs>{}), 0) : 0), ...);
-}
-template <class F>
-__device__ __forceinline__ void dispatch_config(int config, F&& f) {
-  dispatch_config_impl(config, static_cast<F&&>(f), CompiledConfigs{});
+template <class Set>
+__device__ __forceinline__ bool config_multicasts(int position) {
+  bool multicast = false;
+  dispatch_config<Set>(position, [&](auto config) {
+    multicast = ConfigTraits<decltype(config)::value>::kMulticast;
+  });
+  return multicast;
 }
 
 }  // namespace ramp::cuda::detail

@@ -1,7 +1,8 @@
 // Epilogues: accumulators (wgmma fragment order) -> global memory, straight from registers.
 //
-// Fragment of one consumer warpgroup (64 MMA rows): warp w holds rows 16w + lane/4 (h = 0) and
-// 16w + lane/4 + 8 (h = 1); accumulator 4i + 2h + e is column 8i + 2(lane%4) + e.
+// Fragment of one 64-row MMA block (a consumer warpgroup owns one, or two for 128-row normal
+// tiles): warp w holds rows 16w + lane/4 (h = 0) and 16w + lane/4 + 8 (h = 1); accumulator
+// 4i + 2h + e is column 8i + 2(lane%4) + e.
 //   normal : MMA rows = tokens, columns = features
 //   swapped: MMA rows = weight rows (features), columns = tokens
 // GEMM1's weight tile interleaves gate and up rows in blocks of 8, so a gate value and its up
@@ -38,48 +39,48 @@ __device__ __forceinline__ void store_pair(__nv_bfloat16* row, int32_t n, int32_
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_normal(
     const KernelParams& params, const TileExtent& extent,
-    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], int consumer_wg) {
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators, int consumer_wg) {
   using Traits = ConfigTraits<kConfig>;
   const int warp = static_cast<int>((threadIdx.x / 32) & 3);
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int column_in_pair = 2 * (lane & 3);
   const int32_t n_total = params.out_features;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = consumer_wg * 64 + warp * 16 + (lane >> 2) + 8 * h;
-    if (row >= extent.valid_rows) continue;
-    const int32_t sorted_row = extent.first_row + row;
-    if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
-      const int32_t intermediate = n_total / 2;
-      __nv_bfloat16* out_row =
-          static_cast<__nv_bfloat16*>(params.out) + sorted_row * params.out_row_stride;
-      const int32_t column_base = extent.feature_block * (Traits::kFeatureTile / 2);
+  for (int r = 0; r < Traits::kRowBlocks; ++r) {
+    const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
 #pragma unroll
-      for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
-        const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
-        const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
-        store_pair(out_row, column_base + 8 * b + column_in_pair, intermediate,
-                   silu_times(g0, u0), silu_times(g1, u1), params.paired_stores);
-      }
-    } else {
-      const int32_t slot = params.routing.sorted_slots[sorted_row];
-      const int32_t feature_base = extent.feature_block * Traits::kFeatureTile + column_in_pair;
-      if constexpr (kEpilogue == GemmEpilogue::kStoreBySlot) {
+    for (int h = 0; h < 2; ++h) {
+      const int row = (consumer_wg * Traits::kRowBlocks + r) * 64 + warp * 16 + (lane >> 2) + 8 * h;
+      if (row >= extent.valid_rows) continue;
+      const int32_t sorted_row = extent.first_row + row;
+      if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+        const int32_t intermediate = n_total / 2;
         __nv_bfloat16* out_row =
-            static_cast<__nv_bfloat16*>(params.out) + slot * params.out_row_stride;
+            static_cast<__nv_bfloat16*>(params.out) + sorted_row * params.out_row_stride;
+        const int32_t column_base = extent.feature_block * (Traits::kFeatureTile / 2);
 #pragma unroll
-        for (int i = 0; i < Traits::kFeatureTile / 8; ++i) {
-          store_pair(out_row, feature_base + 8 * i, n_total, acc[4 * i + 2 * h],
-                     acc[4 * i + 2 * h + 1], params.paired_stores);
+        for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
+          const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
+          const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
+          store_pair(out_row, column_base + 8 * b + column_in_pair, intermediate,
+                     silu_times(g0, u0), silu_times(g1, u1), params.paired_stores);
         }
       } else {
-        const float weight = params.topk_weights[slot];
+        const int32_t slot = params.routing.sorted_slots[sorted_row];
+        const int32_t feature_base = extent.feature_block * Traits::kFeatureTile + column_in_pair;
+        const float weight =
+            kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
         __nv_bfloat16* out_row =
             static_cast<__nv_bfloat16*>(params.out) + slot * params.out_row_stride;
 #pragma unroll
         for (int i = 0; i < Traits::kFeatureTile / 8; ++i) {
-          store_pair(out_row, feature_base + 8 * i, n_total, acc[4 * i + 2 * h] * weight,
-                     acc[4 * i + 2 * h + 1] * weight, params.paired_stores);
+          const float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
+          if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
+            store_pair(out_row, feature_base + 8 * i, n_total, v0 * weight, v1 * weight,
+                       params.paired_stores);
+          } else {
+            store_pair(out_row, feature_base + 8 * i, n_total, v0, v1, params.paired_stores);
+          }
         }
       }
     }
@@ -93,7 +94,7 @@ __device__ __forceinline__ void store_tile_normal(
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_normal_staged(
     const KernelParams& params, const TileExtent& extent,
-    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], uint8_t* staging,
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators, uint8_t* staging,
     int consumer_wg) {
   using Traits = ConfigTraits<kConfig>;
   constexpr bool kSilu = kEpilogue == GemmEpilogue::kSiluGateUp;
@@ -113,71 +114,80 @@ __device__ __forceinline__ void store_tile_normal_staged(
   const uint32_t barrier_id = 1 + static_cast<uint32_t>(consumer_wg);
   const int32_t column_limit = kSilu ? params.out_features / 2 : params.out_features;
   const int32_t tile_first_column = extent.feature_block * kOutColumns;
-  const int row_base = consumer_wg * 64;
-
-  float row_scale[2] = {1.0f, 1.0f};
-  if constexpr (kWeighted) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
-      row_scale[h] = row < extent.valid_rows
-                         ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
-                         : 0.0f;
-    }
-  }
-
-  // Thread t < 64 owns staging row t: tile row row_base + t.
-  const bool issuer = thread < 64 && row_base + thread < extent.valid_rows;
-  char* out_row = nullptr;
-  if (issuer) {
-    const int32_t sorted_row = extent.first_row + row_base + thread;
-    const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
-    out_row = static_cast<char*>(params.out) + out_index * params.out_row_stride * kElementBytes;
-  }
   const uint32_t staging_base = ptx::smem_address(staging);
 
+  // A warpgroup with 128 MMA rows stages them as two 64-row blocks, one after the other.
 #pragma unroll
-  for (int pass = 0; pass < kPasses; ++pass) {
-    if (thread < 64) ptx::bulk_wait_group_read<0>();
-    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+  for (int r = 0; r < Traits::kRowBlocks; ++r) {
+    const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
+    const int row_base = (consumer_wg * Traits::kRowBlocks + r) * 64;
+    if (row_base >= extent.valid_rows) break;  // warpgroup-uniform: nothing left to store
+
+    float row_scale[2] = {1.0f, 1.0f};
+    if constexpr (kWeighted) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint8_t* row = staging + (warp * 16 + (lane >> 2) + 8 * h) * kStagingRowStride;
-      if constexpr (kSilu) {
-#pragma unroll
-        for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
-          const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
-          const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
-          *reinterpret_cast<__nv_bfloat162*>(row + (8 * b + column_in_pair) * 2) =
-              __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
-        }
-      } else {
-#pragma unroll
-        for (int i = pass * (kPassColumns / 8); i < (pass + 1) * (kPassColumns / 8); ++i) {
-          const int column = 8 * i + column_in_pair - pass * kPassColumns;
-          const float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
-          *reinterpret_cast<__nv_bfloat162*>(row + column * 2) =
-              __floats2bfloat162_rn(v0 * row_scale[h], v1 * row_scale[h]);
-        }
+      for (int h = 0; h < 2; ++h) {
+        const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
+        row_scale[h] =
+            row < extent.valid_rows
+                ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
+                : 0.0f;
       }
     }
-    ptx::fence_proxy_async_shared();  // the bulk copies read the staging through the async proxy
-    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+
+    // Thread t < 64 owns staging row t: tile row row_base + t.
+    const bool issuer = thread < 64 && row_base + thread < extent.valid_rows;
+    char* out_row = nullptr;
     if (issuer) {
-      const int32_t first_column = tile_first_column + pass * kPassColumns;
-      if (first_column < column_limit) {
-        const int32_t columns = min_i32(kPassColumns, column_limit - first_column);
-        const uint32_t bytes = static_cast<uint32_t>(columns * kElementBytes);
-        const uint32_t bulk_bytes = bytes & ~15u;
-        char* dst = out_row + static_cast<int64_t>(first_column) * kElementBytes;
-        const uint32_t src = staging_base + static_cast<uint32_t>(thread * kStagingRowStride);
-        if (bulk_bytes > 0) ptx::bulk_store_shared_to_global(dst, src, bulk_bytes);
-        // A row end that is not a multiple of 16 bytes (N edge) goes element by element.
-        for (uint32_t byte = bulk_bytes; byte < bytes; byte += kElementBytes) {
-          const uint8_t* element = staging + thread * kStagingRowStride + byte;
-          *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
+      const int32_t sorted_row = extent.first_row + row_base + thread;
+      const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
+      out_row = static_cast<char*>(params.out) + out_index * params.out_row_stride * kElementBytes;
+    }
+
+#pragma unroll
+    for (int pass = 0; pass < kPasses; ++pass) {
+      if (thread < 64) ptx::bulk_wait_group_read<0>();
+      ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        uint8_t* row = staging + (warp * 16 + (lane >> 2) + 8 * h) * kStagingRowStride;
+        if constexpr (kSilu) {
+#pragma unroll
+          for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
+            const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
+            const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
+            *reinterpret_cast<__nv_bfloat162*>(row + (8 * b + column_in_pair) * 2) =
+                __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
+          }
+        } else {
+#pragma unroll
+          for (int i = pass * (kPassColumns / 8); i < (pass + 1) * (kPassColumns / 8); ++i) {
+            const int column = 8 * i + column_in_pair - pass * kPassColumns;
+            const float v0 = acc[4 * i + 2 * h], v1 = acc[4 * i + 2 * h + 1];
+            *reinterpret_cast<__nv_bfloat162*>(row + column * 2) =
+                kWeighted ? __floats2bfloat162_rn(v0 * row_scale[h], v1 * row_scale[h])
+                          : __floats2bfloat162_rn(v0, v1);
+          }
         }
-        ptx::bulk_commit_group();
+      }
+      ptx::fence_proxy_async_shared();  // the bulk copies read the staging through the async proxy
+      ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+      if (issuer) {
+        const int32_t first_column = tile_first_column + pass * kPassColumns;
+        if (first_column < column_limit) {
+          const int32_t columns = min_i32(kPassColumns, column_limit - first_column);
+          const uint32_t bytes = static_cast<uint32_t>(columns * kElementBytes);
+          const uint32_t bulk_bytes = bytes & ~15u;
+          char* dst = out_row + static_cast<int64_t>(first_column) * kElementBytes;
+          const uint32_t src = staging_base + static_cast<uint32_t>(thread * kStagingRowStride);
+          if (bulk_bytes > 0) ptx::bulk_store_shared_to_global(dst, src, bulk_bytes);
+          // A row end that is not a multiple of 16 bytes (N edge) goes element by element.
+          for (uint32_t byte = bulk_bytes; byte < bytes; byte += kElementBytes) {
+            const uint8_t* element = staging + thread * kStagingRowStride + byte;
+            *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
+          }
+          ptx::bulk_commit_group();
+        }
       }
     }
   }
@@ -186,8 +196,9 @@ __device__ __forceinline__ void store_tile_normal_staged(
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_swapped(
     const KernelParams& params, const TileExtent& extent,
-    const float (&acc)[ConfigTraits<kConfig>::kAccumulators], int consumer_wg) {
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators, int consumer_wg) {
   using Traits = ConfigTraits<kConfig>;
+  const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[0];  // 64 weight rows
   const int warp = static_cast<int>((threadIdx.x / 32) & 3);
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int32_t n_total = params.out_features;

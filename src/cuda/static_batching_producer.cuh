@@ -107,8 +107,8 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
   const uint32_t stage_bytes =
       Traits::kWeightStageBytes + static_cast<uint32_t>(extent.valid_rows) * kRowBytes;
 
-  const int k_blocks = params.in_features / kKTile;
-  for (int k_block = 0; k_block < k_blocks; ++k_block) {
+  const int k_end = extent.first_k_block + extent.k_blocks;
+  for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
     cursor.acquire(barriers);
     uint64_t* full = barriers.full(cursor.stage);
     const uint32_t stage_base =
@@ -126,6 +126,34 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
     cursor.filled(Traits::kStages);
   }
 }
+
+// Where a producer thread's gathered rows start: 64-bit pointers for up to 8 rows per thread
+// (tiles of <= 128 rows; the address of a k-block is one add), 32-bit row indices beyond
+// (256-row tiles: 16 pointers would not fit the producer's 64 registers; each k-block then
+// pays a multiply per row). Null / -1: the row is past the task's end.
+template <int kRows, bool kCompact = (kRows > 8)>
+struct GatheredRows;
+template <int kRows>
+struct GatheredRows<kRows, false> {
+  const __nv_bfloat16* start[kRows];
+  __device__ void set(int j, const KernelParams& params, int chunk, int32_t a_row) {
+    start[j] = a_row < 0 ? nullptr : params.a + a_row * params.a_row_stride + chunk * 8;
+  }
+  __device__ bool past_end(int j) const { return start[j] == nullptr; }
+  __device__ const __nv_bfloat16* at(int j, const KernelParams&, int, int k_block) const {
+    return start[j] + k_block * kKTile;
+  }
+};
+template <int kRows>
+struct GatheredRows<kRows, true> {
+  int32_t a_row[kRows];
+  __device__ void set(int j, const KernelParams&, int, int32_t row) { a_row[j] = row; }
+  __device__ bool past_end(int j) const { return a_row[j] < 0; }
+  __device__ const __nv_bfloat16* at(int j, const KernelParams& params, int chunk,
+                                     int k_block) const {
+    return params.a + a_row[j] * params.a_row_stride + chunk * 8 + k_block * kKTile;
+  }
+};
 
 // cp.async token rows: threads 8r'..8r'+7 copy the 8 chunks of a row (coalesced 128-byte row
 // reads); rows step by 16. Completion through cp.async.mbarrier.arrive.noinc.
@@ -145,19 +173,16 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
   const int chunk = thread & 7;
   const int first_row_of_thread = thread >> 3;
 
-  const __nv_bfloat16* row_source[kRowsPerThread];
+  GatheredRows<kRowsPerThread> rows;
 #pragma unroll
   for (int j = 0; j < kRowsPerThread; ++j) {
     const int row = first_row_of_thread + j * kRowStep;
-    row_source[j] = nullptr;
-    if (row < extent.valid_rows) {
-      const int64_t a_row = a_row_of<kEpilogue>(params, extent.first_row + row);
-      row_source[j] = params.a + a_row * params.a_row_stride + chunk * 8;
-    }
+    rows.set(j, params, chunk,
+             row < extent.valid_rows ? a_row_of<kEpilogue>(params, extent.first_row + row) : -1);
   }
 
-  const int k_blocks = params.in_features / kKTile;
-  for (int k_block = 0; k_block < k_blocks; ++k_block) {
+  const int k_end = extent.first_k_block + extent.k_blocks;
+  for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
     cursor.acquire(barriers);
     uint64_t* full = barriers.full(cursor.stage);
     const uint32_t stage_base =
@@ -173,9 +198,9 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
       const int row = first_row_of_thread + j * kRowStep;
       if (row < Traits::kTokenTile) {
         // Rows past the task's end are zero-filled (their source is never read).
-        const bool past_end = row_source[j] == nullptr;
+        const bool past_end = rows.past_end(j);
         ptx::cp_async_16(token_base + swizzled_chunk_offset(row, chunk),
-                         past_end ? params.a : row_source[j] + k_block * kKTile, past_end);
+                         past_end ? params.a : rows.at(j, params, chunk, k_block), past_end);
       }
     }
     ptx::cp_async_mbarrier_arrive_noinc(full);
@@ -209,7 +234,7 @@ struct PairHandoff {
   }
 };
 
-template <GemmEpilogue kEpilogue>
+template <class Set, GemmEpilogue kEpilogue>
 __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
                               const StageBarriers& barriers) {
   if (threadIdx.x == 0) {
@@ -219,12 +244,12 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
   const uint32_t rank = ptx::cluster_cta_rank();
   ProducerCursor cursor;
   PairHandoff handoff;
-  TileScheduler schedule(params, rank);
+  TileScheduler<Set> schedule(params, rank);
   ScheduleStep step;
   while (schedule.next(step)) {
-    if (step.restart) cursor.drain(barriers);
+    if (step.restart) cursor.drain<LaunchTraits<Set>::kMaxStages>(barriers);
     if (step.enter_multicast && threadIdx.x == 0) handoff.meet(barriers, rank ^ 1);
-    dispatch_config(step.work.task.config, [&](auto config) {
+    dispatch_config<Set>(step.work.task.config, [&](auto config) {
       produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work,
                                                        step.multicast, rank);
     });

@@ -29,6 +29,7 @@ struct TaskOfTile {
   TaskDesc task;
   int32_t task_index;  // position in the task list
   int32_t tile;        // inside the task
+  int32_t block;       // the launch-wide tile index (split-K partials and counters use it)
 };
 
 // Warp-collective: all 32 lanes must call it with the same block.
@@ -36,14 +37,21 @@ __device__ __forceinline__ TaskOfTile task_of_tile(const KernelParams& params, i
   const TaskMapView& map = params.task_map;
   const TaskTile found = map_block_to_task(map.tile_prefix, map.chunk_last,
                                            map.header->num_tasks, block, WarpBallot{});
-  return TaskOfTile{map.tasks[found.task], found.task, found.tile};
+  return TaskOfTile{map.tasks[found.task], found.task, found.tile, block};
 }
 
-// The rows and features one tile covers, for a config known at compile time.
+// The rows, features and k-blocks one tile covers, for a config known at compile time.
 struct TileExtent {
   int32_t first_row;      // sorted position of the tile's row 0 (row_begin + token block start)
   int32_t valid_rows;     // rows of the tile inside the task (the last token block is partial)
   int32_t feature_block;  // which feature_tile-wide block of N
+  int32_t k_split;        // which of the config's split_k slices of K
+  int32_t first_k_block;  // [first_k_block, first_k_block + k_blocks) of K / 64
+  int32_t k_blocks;
+  // The launch-wide index of split 0 of this output tile (split-K's arrival counter); split j
+  // of it is tile output_tile + j * split_stride.
+  int32_t output_tile;
+  int32_t split_stride;
 };
 
 template <int kConfig>
@@ -51,12 +59,19 @@ __device__ __forceinline__ TileExtent tile_extent(const KernelParams& params,
                                                   const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
   const TileConfig cfg = Traits::kTile;
-  const TileCoord coord = tile_coord(work.tile, cfg.token_blocks(work.task.row_count),
-                                     cfg.feature_blocks(params.out_features), Traits::kGroupM);
+  const int32_t token_blocks = cfg.token_blocks(work.task.row_count);
+  const int32_t feature_blocks = cfg.feature_blocks(params.out_features);
+  const TileCoord coord = tile_coord(work.tile, token_blocks, feature_blocks, Traits::kGroupM);
   const int32_t row_offset = coord.token_block * Traits::kTokenTile;
+  const int32_t k_blocks = params.in_features / kKTile / Traits::kSplitK;
   return TileExtent{work.task.row_begin + row_offset,
                     min_i32(Traits::kTokenTile, work.task.row_count - row_offset),
-                    coord.feature_block};
+                    coord.feature_block,
+                    coord.k_split,
+                    coord.k_split * k_blocks,
+                    k_blocks,
+                    work.block - coord.k_split * token_blocks * feature_blocks,
+                    token_blocks * feature_blocks};
 }
 
 }  // namespace ramp::cuda::detail
@@ -73,6 +88,7 @@ struct UnitWork {
 };
 
 // Warp-collective.
+template <class Set>
 __device__ __forceinline__ UnitWork unit_work(const KernelParams& params, int32_t unit,
                                               uint32_t rank, int32_t tiles) {
   const int32_t first = unit * kClusterSize;
@@ -81,10 +97,10 @@ __device__ __forceinline__ UnitWork unit_work(const KernelParams& params, int32_
   result.multicast = false;
   if (!result.has_tile) return result;
   result.work = task_of_tile(params, first + static_cast<int32_t>(rank));
-  if (kMulticastWeights && first + 1 < tiles && config_multicasts(result.work.task.config)) {
+  if (kMulticastWeights && first + 1 < tiles && config_multicasts<Set>(result.work.task.config)) {
     const TaskOfTile other = task_of_tile(params, first + 1 - static_cast<int32_t>(rank));
     if (other.task_index == result.work.task_index) {
-      dispatch_config(result.work.task.config, [&](auto config) {
+      dispatch_config<Set>(result.work.task.config, [&](auto config) {
         constexpr int kConfig = decltype(config)::value;
         if constexpr (ConfigTraits<kConfig>::kMulticast) {
           result.multicast = tile_extent<kConfig>(params, result.work).feature_block ==
@@ -107,6 +123,7 @@ struct ScheduleStep {
 // The persistent walk over units, written once so that the producer and the consumers of a CTA
 // cannot disagree on the tile order or on where the ring restarts. Every warp walks it on its
 // own (see the top of this file).
+template <class Set>
 class TileScheduler {
  public:
   __device__ __forceinline__ TileScheduler(const KernelParams& params, uint32_t rank)
@@ -121,7 +138,7 @@ class TileScheduler {
   // over, but still end a multicast stretch.
   __device__ __forceinline__ bool next(ScheduleStep& step) {
     for (; unit_ < units_; unit_ += clusters_) {
-      const UnitWork unit = unit_work(params_, unit_, rank_, tiles_);
+      const UnitWork unit = unit_work<Set>(params_, unit_, rank_, tiles_);
       const bool enter_multicast = unit.multicast && !previous_multicast_;
       previous_multicast_ = unit.multicast;
       if (!unit.has_tile) continue;

@@ -5,91 +5,24 @@
 #include <iterator>
 
 #include "dispatch/builtin_configs.h"
+#include "dispatch/kernel_catalog.h"
 
 namespace ramp::dispatch {
 
 namespace {
 
-constexpr int32_t kThreadsPerWarpgroup = 128;
-constexpr int32_t kBytesPerElement = 2;  // bf16
-// The barrier area is sized for the deepest ring so that configs sharing one launch agree on it.
-constexpr int32_t kBarrierBytesPerStage = 16;  // one full + one empty mbarrier
-constexpr int32_t kHandoffBarrierBytes = 8;
 constexpr int32_t kDriverReservedBytesPerBlock = 1024;
 
-// MMA M rows one consumer warpgroup owns: normal puts tokens on M, swapped puts weight rows.
-int32_t mma_m_per_warpgroup(const TileConfig& config) {
-  const int32_t m_side =
-      config.orientation == Orientation::kNormal ? config.token_tile : config.feature_tile;
-  return m_side / config.consumer_warpgroups;
-}
-
-int32_t mma_n(const TileConfig& config) {
-  return config.orientation == Orientation::kNormal ? config.feature_tile : config.token_tile;
-}
-
-TileConfig with_derived_stages(TileConfig config) {
-  config.stages = static_cast<int8_t>(derive_stages(config));
-  return config;
-}
-
-// Split-K and L2 grouping variants of one tile shape. Split-K is only offered with the default
-// group of 8: a split task has few token blocks, so its group size hardly matters.
-void add_variants(TileConfig shape, std::initializer_list<int8_t> groups,
-                  std::vector<TileConfig>* out) {
-  for (const int8_t group : groups) {
-    shape.group_m = group;
-    shape.split_k = 1;
-    out->push_back(with_derived_stages(shape));
-  }
-  for (const int8_t split : {int8_t{2}, int8_t{4}}) {
-    shape.group_m = 8;
-    shape.split_k = split;
-    out->push_back(with_derived_stages(shape));
-  }
-}
-
 std::vector<CatalogEntry> build_catalog() {
-  std::vector<TileConfig> configs;
-  TileConfig shape;
-  shape.k_tile = 64;
-
-  // Normal orientation: tokens on MMA M (64 or 128 rows per consumer warpgroup), weight rows
-  // on MMA N. 10 shapes x (3 groups + 2 splits) = 50 entries.
-  shape.orientation = Orientation::kNormal;
-  for (const int8_t warpgroups : {int8_t{1}, int8_t{2}}) {
-    for (const int16_t rows_per_warpgroup : {int16_t{64}, int16_t{128}}) {
-      for (const int16_t features : {int16_t{64}, int16_t{128}, int16_t{256}}) {
-        shape.consumer_warpgroups = warpgroups;
-        shape.token_tile = static_cast<int16_t>(rows_per_warpgroup * warpgroups);
-        shape.feature_tile = features;
-        if (!is_issuable(shape)) continue;  // 128 rows x 256 features: 256 accumulators
-        add_variants(shape, {1, 8, 16}, &configs);
-      }
-    }
-  }
-
-  // Swapped: 64 weight rows per consumer warpgroup on MMA M, tokens on MMA N. Every multiple
-  // of 8 up to 64 (decode histograms hit each), then coarser steps where one token block more
-  // or less matters less. 2 x 12 token tiles x (1 group + 2 splits) = 72 entries.
-  shape.orientation = Orientation::kSwapped;
-  for (const int8_t warpgroups : {int8_t{1}, int8_t{2}}) {
-    for (const int16_t tokens : {8, 16, 24, 32, 40, 48, 56, 64, 96, 128, 192, 256}) {
-      shape.consumer_warpgroups = warpgroups;
-      shape.feature_tile = static_cast<int16_t>(64 * warpgroups);
-      shape.token_tile = tokens;
-      if (!is_issuable(shape)) continue;
-      add_variants(shape, {8}, &configs);
-    }
-  }
-
+  const std::vector<int32_t>& compiled = compiled_catalog_indices();
   std::vector<CatalogEntry> entries;
-  entries.reserve(configs.size());
-  for (const TileConfig& config : configs) {
-    CatalogEntry entry{config, -1};
+  entries.reserve(static_cast<size_t>(kCatalogSize));
+  for (int32_t i = 0; i < kCatalogSize; ++i) {
+    CatalogEntry entry{kCatalogTable.entries[i], -1, false};
     for (int32_t b = 0; b < kNumBuiltinConfigs; ++b) {
-      if (kBuiltinConfigs[b] == config) entry.builtin_index = b;
+      if (kBuiltinConfigs[b] == entry.config) entry.builtin_index = b;
     }
+    entry.compiled = std::find(compiled.begin(), compiled.end(), i) != compiled.end();
     entries.push_back(entry);
   }
   return entries;
@@ -102,47 +35,20 @@ std::string GemmShape::to_string() const {
          " N=" + std::to_string(out_features) + " K=" + std::to_string(in_features);
 }
 
-int32_t stage_bytes(const TileConfig& config) {
-  return (config.token_tile + config.feature_tile) * config.k_tile * kBytesPerElement;
-}
-
-int32_t fixed_shared_bytes(int32_t consumer_warpgroups, int32_t stages) {
-  return consumer_warpgroups * kEpilogueStagingBytesPerWarpgroup +
-         stages * kBarrierBytesPerStage + kHandoffBarrierBytes;
-}
-
-int32_t derive_stages(const TileConfig& config) {
-  const int32_t budget = kMaxSharedBytesPerBlock -
-                         fixed_shared_bytes(config.consumer_warpgroups, kCatalogMaxStages);
-  const int32_t fit = budget / stage_bytes(config);
-  if (fit < kCatalogMinStages) return 0;
-  return std::min(fit, kCatalogMaxStages);
-}
-
-int32_t shared_memory_bytes(const TileConfig& config) {
-  return stage_bytes(config) * config.stages +
-         fixed_shared_bytes(config.consumer_warpgroups, config.stages);
-}
-
-int32_t accumulator_registers(const TileConfig& config) {
-  return mma_m_per_warpgroup(config) * mma_n(config) / kThreadsPerWarpgroup;
-}
-
 int32_t ctas_per_sm(const TileConfig& config, int64_t shared_bytes_per_sm) {
   const int64_t per_block = shared_memory_bytes(config) + kDriverReservedBytesPerBlock;
   return static_cast<int32_t>(std::max<int64_t>(1, shared_bytes_per_sm / per_block));
 }
 
-bool is_issuable(const TileConfig& config) {
-  if (config.consumer_warpgroups < 1 || config.consumer_warpgroups > 2) return false;
-  if (config.k_tile != 64 || config.split_k < 1 || config.group_m < 1) return false;
-  const int32_t m_side =
-      config.orientation == Orientation::kNormal ? config.token_tile : config.feature_tile;
-  if (m_side % config.consumer_warpgroups != 0) return false;
-  const int32_t m_rows = mma_m_per_warpgroup(config);
-  const int32_t n = mma_n(config);
-  return (m_rows == 64 || m_rows == 128) && n % 8 == 0 && n >= 8 && n <= 256 &&
-         accumulator_registers(config) <= kMaxAccumulatorRegisters && derive_stages(config) > 0;
+const std::vector<int32_t>& compiled_catalog_indices() {
+  static const std::vector<int32_t> indices = [] {
+    std::vector<int32_t> out;
+    for (int32_t i = 0; i < kCatalogSize; ++i) {
+      if (catalog_entry_compiled(i)) out.push_back(i);
+    }
+    return out;
+  }();
+  return indices;
 }
 
 const std::vector<CatalogEntry>& catalog() {
@@ -179,11 +85,12 @@ bool fits_gemm(const TileConfig& config, const GemmShape& shape, std::string* wh
   return true;
 }
 
-std::vector<int32_t> legal_entries(const GemmShape& shape, bool compiled_only) {
+std::vector<int32_t> legal_entries(const GemmShape& shape, EntryFilter filter) {
   std::vector<int32_t> indices;
   const std::vector<CatalogEntry>& entries = catalog();
   for (size_t i = 0; i < entries.size(); ++i) {
-    if (compiled_only && !entries[i].compiled()) continue;
+    if (filter == EntryFilter::kCompiled && !entries[i].compiled) continue;
+    if (filter == EntryFilter::kBuiltinSet && !entries[i].in_builtin_set()) continue;
     if (fits_gemm(entries[i].config, shape)) indices.push_back(static_cast<int32_t>(i));
   }
   return indices;

@@ -179,7 +179,7 @@ RegionSelection select_by_regions(const GemmShape& shape, std::span<const int32_
                                   std::span<const int32_t> candidates) {
   std::vector<int32_t> usable;
   if (candidates.empty()) {
-    usable = legal_entries(shape, /*compiled_only=*/false);
+    usable = legal_entries(shape, EntryFilter::kAll);
   } else {
     for (const int32_t index : candidates) {
       if (index >= 0 && static_cast<size_t>(index) < catalog().size() &&
@@ -257,8 +257,8 @@ RegionSelection select_by_regions(const GemmShape& shape, std::span<const int32_
 std::vector<int32_t> region_builtin_configs(const GemmShape& shape,
                                            std::span<const int32_t> histogram,
                                            const DeviceConstants& device) {
-  const std::vector<int32_t> compiled = legal_entries(shape, /*compiled_only=*/true);
-  const RegionSelection selection = select_by_regions(shape, histogram, device, compiled);
+  const std::vector<int32_t> builtin_set = legal_entries(shape, EntryFilter::kBuiltinSet);
+  const RegionSelection selection = select_by_regions(shape, histogram, device, builtin_set);
   std::vector<int32_t> builtin(histogram.size());
   for (size_t e = 0; e < histogram.size(); ++e) {
     const int32_t index = selection.expert_config[e];
@@ -277,7 +277,7 @@ std::vector<int32_t> prune_for_profiling(const GemmShape& shape,
     any_split = any_split || selection.verdicts.split_k;
   }
   std::vector<int32_t> kept;
-  for (const int32_t index : legal_entries(shape, /*compiled_only=*/false)) {
+  for (const int32_t index : legal_entries(shape, EntryFilter::kAll)) {
     const TileConfig& config = catalog()[static_cast<size_t>(index)].config;
     if (config.split_k > 1 && !any_split) continue;
     if (config.group_m > 8) {

@@ -110,7 +110,7 @@ TEST(DispatchRegions, ConfigVariables) {
 }
 
 TEST(DispatchRegions, NearestCandidateSnapsToCompiledConfigs) {
-  const std::vector<int32_t> compiled = legal_entries(GemmShape{128, 8, 1536, 2048}, true);
+  const std::vector<int32_t> compiled = legal_entries(GemmShape{128, 8, 1536, 2048}, EntryFilter::kBuiltinSet);
   TileConfig wish = kBuiltinConfigs[2];  // swapped 64x128
   wish.token_tile = 40;
   wish.stages = static_cast<int8_t>(derive_stages(wish));
@@ -143,7 +143,7 @@ TEST(DispatchRegions, SelectorDecodeUsesSwappedAndSplitK) {
   EXPECT_EQ(chosen.split_k, 2);
 
   // With only the compiled set, the same rules land on builtin 5 (no split compiled).
-  const std::vector<int32_t> compiled = legal_entries(shape, true);
+  const std::vector<int32_t> compiled = legal_entries(shape, EntryFilter::kBuiltinSet);
   const RegionSelection c = select_by_regions(shape, histogram, DeviceConstants::h100(), compiled);
   EXPECT_EQ(config_at(c.expert_config[0]), kBuiltinConfigs[5]);
   EXPECT_EQ(c.desired[0].split_k, 2);
@@ -168,7 +168,7 @@ TEST(DispatchRegions, SelectorMatchesTheBuiltinRuleOnTheCompiledSet) {
   // (a memory-bound shape, so 128x128 for the normal experts), boundaries 8/16/32/64 included.
   const GemmShape shape{16, 4, 2048, 2048};
   const std::vector<int32_t> histogram = {1, 8, 9, 16, 17, 32, 33, 64, 65, 0, 12, 30, 40, 60, 2, 300};
-  const std::vector<int32_t> compiled = legal_entries(shape, true);
+  const std::vector<int32_t> compiled = legal_entries(shape, EntryFilter::kBuiltinSet);
   const RegionSelection s = select_by_regions(shape, histogram, DeviceConstants::h100(), compiled);
   for (size_t e = 0; e < histogram.size(); ++e) {
     if (histogram[e] == 0) {
@@ -204,15 +204,15 @@ TEST(DispatchRegions, PruningForProfiling) {
                                              std::vector<int32_t>(128, 64)};
   for (int e = 0; e < 8; ++e) small[0][static_cast<size_t>(e)] = 1;  // T=1, k=8: 96 tiles
   const std::vector<int32_t> kept = prune_for_profiling(qwen, small, h100);
-  const std::vector<int32_t> legal = legal_entries(qwen, false);
+  const std::vector<int32_t> legal = legal_entries(qwen, EntryFilter::kAll);
   EXPECT_LT(kept.size(), legal.size());
   for (const int32_t index : kept) {
     const TileConfig& c = config_at(index);
     EXPECT_EQ(c.split_k, 1) << c.to_string();
     EXPECT_LE(c.group_m, 8) << c.to_string();
   }
-  // Every compiled config survives (they are unsplit, group 8).
-  for (const int32_t index : legal_entries(qwen, true)) {
+  // Every builtin config survives (they are unsplit, group 8).
+  for (const int32_t index : legal_entries(qwen, EntryFilter::kBuiltinSet)) {
     EXPECT_NE(std::find(kept.begin(), kept.end(), index), kept.end());
   }
   // mixtral-8x7b GEMM2 at T=1 asks for split-K, and T=8192 puts 16+ token blocks in a task.
@@ -221,7 +221,7 @@ TEST(DispatchRegions, PruningForProfiling) {
                                                   std::vector<int32_t>(8, 2048)};
   const std::vector<int32_t> mixtral_kept = prune_for_profiling(mixtral, both, h100);
   bool split_kept = false, group16_kept = false;
-  for (const int32_t index : legal_entries(mixtral, false)) {
+  for (const int32_t index : legal_entries(mixtral, EntryFilter::kAll)) {
     const TileConfig& c = config_at(index);
     const bool kept_here =
         std::find(mixtral_kept.begin(), mixtral_kept.end(), index) != mixtral_kept.end();

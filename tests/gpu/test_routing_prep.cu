@@ -536,59 +536,81 @@ TEST(RoutingPrep, ReportLatency) {
       // qwen3-like decode and prefill (E=128, k=8): the one-CTA path up to T=512, then chunks.
       {1, 128, 8},    {8, 128, 8},    {64, 128, 8},       {256, 128, 8},
       {2048, 128, 8}, {8192, 128, 8}};
-  for (const auto& [num_tokens, num_experts, top_k] : cases) {
-    const workloads::Routing routing =
-        workloads::generate_routing(spec, num_tokens, num_experts, top_k, 1);
-    const int32_t num_slots = num_tokens * top_k;
-    const PlanLayout layout = plan_layout(num_experts, num_slots, 2);
-    const size_t scratch_offset = (layout.bytes + 255) / 256 * 256;
-    DeviceBuffer workspace(scratch_offset + cuda::routing_prep_scratch_bytes(num_experts, num_slots));
-    DeviceBuffer ids = to_device(routing.topk_ids);
-    DeviceBuffer weights = to_device(routing.topk_weights);
-    cuda::RoutingPrepArgs args;
-    args.topk_ids = ids.as<int32_t>();
-    args.topk_weights = weights.as<float>();
-    args.num_tokens = num_tokens;
-    args.top_k = top_k;
-    args.num_experts = num_experts;
-    char* base = workspace.as<char>();
-    args.routing = routing_view_at(base, num_experts, top_k, num_slots);
-    args.num_gemms = 2;
+  // The qwen3 shape (E=128, k=8, H=2048, I=768) also runs with routing-aware selection on
+  // (the shipped H100 profile's candidate tables), to price the selection inside the prep.
+  dispatch::CandidateTable qwen3_tables[2];
+  {
+    const std::string device = dispatch::DeviceConstants::h100().name;
+    const dispatch::GemmShape gemms[2] = {{128, 8, 2 * kIntermediate, kHidden},
+                                          {128, 8, kHidden, kIntermediate}};
     for (int g = 0; g < 2; ++g) {
-      args.task_maps[g] = task_map_view_at(base + layout.task_maps[g], num_experts);
+      const dispatch::Profile* profile =
+          dispatch::find_profile(dispatch::shipped_profiles(), device, gemms[g]);
+      ASSERT_NE(profile, nullptr) << "no shipped profile for " << gemms[g].to_string();
+      qwen3_tables[g] = profile->candidate_table();
     }
-    args.out_features[0] = 2 * kIntermediate;
-    args.out_features[1] = kHidden;
-    args.num_sms = kSms;
-    args.scratch = base + scratch_offset;
+  }
+  for (const auto& [num_tokens, num_experts, top_k] : cases) {
+    for (const bool select : {false, true}) {
+      if (select && num_experts != 128) continue;
+      const workloads::Routing routing =
+          workloads::generate_routing(spec, num_tokens, num_experts, top_k, 1);
+      const int32_t num_slots = num_tokens * top_k;
+      const PlanLayout layout = plan_layout(num_experts, num_slots, 2);
+      const size_t scratch_offset = (layout.bytes + 255) / 256 * 256;
+      DeviceBuffer workspace(scratch_offset + cuda::routing_prep_scratch_bytes(num_experts, num_slots));
+      DeviceBuffer ids = to_device(routing.topk_ids);
+      DeviceBuffer weights = to_device(routing.topk_weights);
+      cuda::RoutingPrepArgs args;
+      args.topk_ids = ids.as<int32_t>();
+      args.topk_weights = weights.as<float>();
+      args.num_tokens = num_tokens;
+      args.top_k = top_k;
+      args.num_experts = num_experts;
+      char* base = workspace.as<char>();
+      args.routing = routing_view_at(base, num_experts, top_k, num_slots);
+      args.num_gemms = 2;
+      for (int g = 0; g < 2; ++g) {
+        args.task_maps[g] = task_map_view_at(base + layout.task_maps[g], num_experts);
+      }
+      args.out_features[0] = 2 * kIntermediate;
+      args.out_features[1] = kHidden;
+      args.num_sms = kSms;
+      args.scratch = base + scratch_offset;
+      if (select) {
+        for (int g = 0; g < 2; ++g) args.selection[g] = qwen3_tables[g];
+        if (!cuda::routing_prep_can_select(args)) continue;  // the chunked path has no selection
+      }
 
-    cudaStream_t stream;
-    RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    constexpr int kPrepsPerGraph = 50;
-    RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    for (int i = 0; i < kPrepsPerGraph; ++i) ASSERT_TRUE(cuda::launch_routing_prep(args, stream).is_ok());
-    cudaGraph_t graph;
-    RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-    cudaGraphExec_t exec;
-    RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));  // warm-up
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    constexpr int kReplays = 10;
-    RAMP_ASSERT_CUDA(cudaEventRecord(start, stream));
-    for (int r = 0; r < kReplays; ++r) RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-    RAMP_ASSERT_CUDA(cudaEventRecord(stop, stream));
-    RAMP_ASSERT_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    std::printf("[ latency ] routing prep T=%d E=%d k=%d (2 GEMMs): %.2f us\n", num_tokens,
-                num_experts, top_k, 1000.0 * ms / (kReplays * kPrepsPerGraph));
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+      cudaStream_t stream;
+      RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      constexpr int kPrepsPerGraph = 50;
+      RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      for (int i = 0; i < kPrepsPerGraph; ++i) ASSERT_TRUE(cuda::launch_routing_prep(args, stream).is_ok());
+      cudaGraph_t graph;
+      RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec;
+      RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+      RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));  // warm-up
+      cudaEvent_t start, stop;
+      cudaEventCreate(&start);
+      cudaEventCreate(&stop);
+      constexpr int kReplays = 10;
+      RAMP_ASSERT_CUDA(cudaEventRecord(start, stream));
+      for (int r = 0; r < kReplays; ++r) RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+      RAMP_ASSERT_CUDA(cudaEventRecord(stop, stream));
+      RAMP_ASSERT_CUDA(cudaEventSynchronize(stop));
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      std::printf("[ latency ] routing prep T=%d E=%d k=%d (2 GEMMs)%s: %.2f us\n", num_tokens,
+                  num_experts, top_k, select ? " with routing-aware selection" : "",
+                  1000.0 * ms / (kReplays * kPrepsPerGraph));
+      cudaEventDestroy(start);
+      cudaEventDestroy(stop);
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      cudaStreamDestroy(stream);
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 // The static batching GEMM kernel against CPU references: grouped GEMM (store by slot), layer
-// GEMM1 (fused SiLU(gate)·up) and GEMM2 (router-weighted fp32 slot outputs), every builtin
-// config forced in turn and mixed in one launch, across expert counts, token counts and
-// routing kinds. Outputs are poisoned before each run and every element is checked.
+// GEMM1 (fused SiLU(gate)·up) and GEMM2 (router-weighted bf16 slot outputs), every builtin
+// config forced in turn and mixed in one launch, every compiled catalog entry alone in its own
+// launch, across expert counts, token counts and routing kinds. Outputs are poisoned before
+// each run and every element is checked.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include "cpu/reference.h"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
+#include "dispatch/catalog.h"
 #include "dispatch/config_selection.h"
 #include "gpu_test_support.h"
 #include "ramp/bf16.h"
@@ -81,6 +83,9 @@ workloads::Routing make_routing(const std::string& kind, int32_t tokens, int32_t
 // Mixed: expert e uses config e mod (number of builtins), so one launch runs every config.
 constexpr int32_t kMixedConfigs = -2;
 constexpr int32_t kBuiltinChoice = -1;
+// Modes from kCatalogMode on: catalog entry (mode - kCatalogMode) alone, every expert using it
+// (a launch of that entry's own kernel instance).
+constexpr int32_t kCatalogMode = 1000;
 
 std::vector<GemmPlanSpec> gemm_specs(const std::vector<std::pair<int32_t, int32_t>>& n_k,
                                      int32_t num_experts, int32_t config_mode) {
@@ -89,6 +94,12 @@ std::vector<GemmPlanSpec> gemm_specs(const std::vector<std::pair<int32_t, int32_
     GemmPlanSpec spec;
     spec.out_features = n;
     spec.in_features = k;
+    if (config_mode >= kCatalogMode) {
+      spec.configs = {dispatch::kCatalogTable.entries[config_mode - kCatalogMode]};
+      spec.expert_config.assign(num_experts, 0);
+      specs.push_back(std::move(spec));
+      continue;
+    }
     spec.configs.assign(std::begin(dispatch::kBuiltinConfigs), std::end(dispatch::kBuiltinConfigs));
     spec.expert_config.resize(num_experts);
     for (int32_t e = 0; e < num_experts; ++e) {
@@ -125,7 +136,24 @@ Status build_plan(const workloads::Routing& routing, int32_t config_mode,
 std::string config_name(int32_t mode) {
   if (mode == kMixedConfigs) return "mixed";
   if (mode == kBuiltinChoice) return "builtin";
+  if (mode >= kCatalogMode) return "catalog" + std::to_string(mode - kCatalogMode);
   return "config" + std::to_string(mode);
+}
+
+// The plan GEMM's config set for the launch, and split-K scratch when the set needs it.
+void attach_configs(const GemmPlanSpec& spec, StaticBatchedGemm* gemm, DeviceBuffer* scratch) {
+  gemm->configs = spec.configs.data();
+  gemm->num_configs = static_cast<int32_t>(spec.configs.size());
+  const size_t bytes = cuda::static_batched_gemm_split_scratch_bytes(
+      gemm->configs, gemm->num_configs, gemm->max_total_tiles);
+  if (bytes > 0) {
+    *scratch = DeviceBuffer(bytes);
+    // Garbage partials and counters: the launch must not depend on the scratch's contents.
+    std::vector<uint8_t> junk(bytes, 0x5a);
+    RAMP_ASSERT_CUDA(cudaMemcpy(scratch->as<void>(), junk.data(), bytes, cudaMemcpyHostToDevice));
+    gemm->split_scratch = scratch->as<void>();
+    gemm->split_scratch_bytes = bytes;
+  }
 }
 
 // ---------------------------------------------------------------- grouped GEMM
@@ -177,6 +205,8 @@ std::vector<bf16> run_grouped_on_device(const GroupedCase& c, const workloads::R
   gemm.out_row_stride = stride;
   gemm.topk_weights = nullptr;
   gemm.max_total_tiles = device_plan.total_tiles[0] + tile_bound_slack;
+  DeviceBuffer split_scratch;
+  attach_configs(plan.gemm(0), &gemm, &split_scratch);
   const Status status = cuda::launch_static_batched_gemm(gemm, nullptr);
   EXPECT_TRUE(status.is_ok()) << status.to_string();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -266,9 +296,25 @@ std::vector<GroupedCase> sweep_cases() {
   return cases;
 }
 
+// Every catalog entry this build compiled, alone in its own launch. K = 256 (4 k-blocks) so
+// split-K 2 and 4 divide it; N = 336 leaves partial 64-, 128- and 256-wide feature tiles.
+// Decode-like (3 tokens over 64 experts), mid (zipf), and several token blocks per expert.
+std::vector<GroupedCase> catalog_cases() {
+  std::vector<GroupedCase> cases;
+  for (const int32_t index : dispatch::compiled_catalog_indices()) {
+    const int32_t mode = kCatalogMode + index;
+    cases.push_back({64, 3, 8, "uniform", mode, 336, 256});
+    cases.push_back({16, 500, 4, "zipf1.0", mode, 336, 256});
+    cases.push_back({8, 1000, 2, "uniform", mode, 336, 256, 8});
+  }
+  return cases;
+}
+
 INSTANTIATE_TEST_SUITE_P(ForcedConfig, GroupedGemmTest, ::testing::ValuesIn(forced_config_cases()),
                          [](const auto& info) { return case_name(info.param); });
 INSTANTIATE_TEST_SUITE_P(Sweep, GroupedGemmTest, ::testing::ValuesIn(sweep_cases()),
+                         [](const auto& info) { return case_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Catalog, GroupedGemmTest, ::testing::ValuesIn(catalog_cases()),
                          [](const auto& info) { return case_name(info.param); });
 
 TEST(StaticBatchedGemm, DeterministicAcrossRuns) {
@@ -284,6 +330,78 @@ TEST(StaticBatchedGemm, DeterministicAcrossRuns) {
   const std::vector<bf16> second = run_grouped_on_device(c, routing, plan, x, w, 0);
   ASSERT_EQ(first.size(), second.size());
   EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(bf16)), 0);
+}
+
+// Split-K's completing slice sums the partials in slice order, whichever slice finishes last:
+// the output must be bitwise the same run after run.
+TEST(StaticBatchedGemm, SplitKDeterministicAcrossRuns) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  int32_t tested = 0;
+  for (const int32_t index : dispatch::compiled_catalog_indices()) {
+    if (dispatch::kCatalogTable.entries[index].split_k == 1) continue;
+    const GroupedCase c{64, 300, 8, "zipf1.0", kCatalogMode + index, 512, 1024};
+    const workloads::Routing routing = make_routing(c.routing, c.tokens, c.experts, c.top_k, 9);
+    Plan plan;
+    ASSERT_TRUE(
+        build_plan(routing, c.config_mode, {{c.n, c.k}}, ExpertOrder::kHalfInterval, &plan).is_ok());
+    std::vector<bf16> x(static_cast<size_t>(c.tokens) * c.k),
+        w(static_cast<size_t>(c.experts) * c.n * c.k);
+    workloads::fill_random_bf16(x, 13, 1.0f);
+    workloads::fill_random_bf16(w, 14, 0.2f);
+    const std::vector<bf16> first = run_grouped_on_device(c, routing, plan, x, w, 0);
+    for (int run = 0; run < 3; ++run) {
+      const std::vector<bf16> again = run_grouped_on_device(c, routing, plan, x, w, 0);
+      ASSERT_EQ(first.size(), again.size());
+      EXPECT_EQ(std::memcmp(first.data(), again.data(), first.size() * sizeof(bf16)), 0)
+          << dispatch::kCatalogTable.entries[index].to_string() << " run " << run;
+    }
+    ++tested;
+  }
+  if (tested == 0) GTEST_SKIP() << "no split-K entry is compiled in this build";
+}
+
+// A set the build has no kernel for is refused before anything runs.
+TEST(StaticBatchedGemm, RejectsConfigSetsWithoutAKernel) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  DeviceBuffer dummy(4096);
+  StaticBatchedGemm gemm{};
+  gemm.epilogue = GemmEpilogue::kStoreBySlot;
+  gemm.routing.num_experts = 1;
+  gemm.routing.top_k = 1;
+  gemm.routing.sorted_slots = dummy.as<int32_t>();
+  gemm.task_map.header = dummy.as<TaskMapHeader>();
+  gemm.a = gemm.w = gemm.out = dummy.as<void>();
+  gemm.a_row_stride = 128;
+  gemm.out_features = 64;
+  gemm.in_features = 128;
+  gemm.out_row_stride = 64;
+  gemm.max_total_tiles = 1;
+  const TileConfig two[2] = {dispatch::kBuiltinConfigs[0], dispatch::kBuiltinConfigs[1]};
+  gemm.configs = two;
+  gemm.num_configs = 2;
+  const Status two_configs = cuda::launch_static_batched_gemm(gemm, nullptr);
+  EXPECT_EQ(two_configs.code(), ErrorCode::kUnsupportedShape);
+  EXPECT_NE(two_configs.message().find("builtin config set"), std::string::npos)
+      << two_configs.message();
+  TileConfig odd = dispatch::kBuiltinConfigs[0];
+  odd.stages = 3;  // not the derived depth: not a catalog entry
+  gemm.configs = &odd;
+  gemm.num_configs = 1;
+  const Status not_in_catalog = cuda::launch_static_batched_gemm(gemm, nullptr);
+  EXPECT_EQ(not_in_catalog.code(), ErrorCode::kUnsupportedShape);
+  EXPECT_NE(not_in_catalog.message().find("not in the catalog"), std::string::npos)
+      << not_in_catalog.message();
+  // A split-K entry without scratch.
+  for (const int32_t index : dispatch::compiled_catalog_indices()) {
+    const TileConfig& config = dispatch::kCatalogTable.entries[index];
+    if (config.split_k == 1) continue;
+    gemm.configs = &config;
+    const Status no_scratch = cuda::launch_static_batched_gemm(gemm, nullptr);
+    EXPECT_EQ(no_scratch.code(), ErrorCode::kInvalidArgument) << config.to_string();
+    EXPECT_NE(no_scratch.message().find("split_scratch"), std::string::npos)
+        << no_scratch.message();
+    break;
+  }
 }
 
 TEST(StaticBatchedGemm, RejectsUntileableShapes) {
@@ -401,6 +519,9 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   gemm2.out_row_stride = H;
   gemm2.topk_weights = weights_dev.as<float>();
   gemm2.max_total_tiles = device_plan.total_tiles[1];
+  DeviceBuffer split_scratch1, split_scratch2;
+  attach_configs(plan.gemm(0), &gemm1, &split_scratch1);
+  attach_configs(plan.gemm(1), &gemm2, &split_scratch2);
   const Status status1 = cuda::launch_static_batched_gemm(gemm1, nullptr);
   ASSERT_TRUE(status1.is_ok()) << status1.to_string();
   const Status status2 = cuda::launch_static_batched_gemm(gemm2, nullptr);
@@ -468,6 +589,12 @@ std::vector<LayerCase> layer_cases() {
   }
   cases.push_back({1, 1, 1, "balanced", kMixedConfigs});
   cases.push_back({8, 0, 2, "uniform", kMixedConfigs});
+  // Every compiled catalog entry on both fused epilogues; H = 512, I = 256 (K/64 = 8 and 4, so
+  // every split divides K).
+  for (const int32_t index : dispatch::compiled_catalog_indices()) {
+    cases.push_back({8, 200, 2, "uniform", kCatalogMode + index, 512, 256});
+    cases.push_back({64, 40, 8, "worst", kCatalogMode + index, 512, 256});
+  }
   cases.push_back({256, 64, 8, "zipf1.0", kBuiltinChoice, 256, 512});
   return cases;
 }

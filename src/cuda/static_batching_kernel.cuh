@@ -1,0 +1,171 @@
+// The static batching kernel, instantiated per (epilogue, config set), and the launch of one
+// instance. Included by the translation units that instantiate sets (the builtin set, and the
+// generated catalog parts); the host-side launcher (static_batching.cu) only sees the
+// SetLaunchers table of static_batching_instances.h.
+//
+// One persistent launch of CTA pairs (clusters of 2): pair c loops over units c, c + pairs, ...,
+// unit u being tiles 2u and 2u+1; each tile's task selects its tile config (a switch over the
+// set). Warpgroup 0 loads, the consumer warpgroups multiply and store; they meet only at the
+// stage ring's mbarriers.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <mutex>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/ptx/cluster.h"
+#include "cuda/ptx/grid_dependency.h"
+#include "cuda/ptx/setmaxnreg.h"
+#include "cuda/static_batching_common.cuh"
+#include "cuda/static_batching_consumer.cuh"
+#include "cuda/static_batching_instances.h"
+#include "cuda/static_batching_producer.cuh"
+
+namespace ramp::cuda::detail {
+
+template <GemmEpilogue kEpilogue, class Set>
+__global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
+    static_batched_gemm_kernel(const __grid_constant__ KernelParams params) {
+  using Launch = LaunchTraits<Set>;
+  extern __shared__ __align__(1024) uint8_t shared[];
+  if ((ptx::smem_address(shared) & (kSwizzleAtomBytes - 1)) != 0) __trap();
+  uint8_t* ring = shared + Launch::kRing;
+  const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + Launch::kFullBarriers),
+                               reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers),
+                               reinterpret_cast<uint64_t*>(shared + Launch::kHandoffBarrier));
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < Launch::kMaxStages; ++s) {
+      ptx::mbarrier_init(barriers.full(s), kFullBarrierArrivals);
+      ptx::mbarrier_init(barriers.empty(s), Launch::kEmptyBarrierArrivals);
+    }
+    ptx::mbarrier_init(barriers.handoff(), 1);
+    ptx::fence_mbarrier_init();
+  }
+  // The peer CTA arrives on our barriers and multicasts into our ring: it must see them
+  // initialised.
+  ptx::cluster_sync();
+  // Everything above overlaps the previous kernel when launched programmatically; the plan,
+  // the token rows and the outputs belong to it until it has finished. The next kernel may be
+  // scheduled right away: this grid is persistent (never more CTAs than fit at once), so the
+  // successor's CTAs only take SMs this grid has left, and they wait for its completion.
+  ptx::wait_for_previous_grid();
+  ptx::allow_next_grid_launch();
+
+  const int warpgroup = static_cast<int>(threadIdx.x / kThreadsPerWarpgroup);
+  if (warpgroup == 0) {
+    if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_dec<Launch::kProducerRegisters>();
+    producer_loop<Set, kEpilogue>(params, ring, barriers);
+  } else {
+    if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_inc<Launch::kConsumerRegisters>();
+    const int consumer_wg = warpgroup - 1;
+    uint8_t* staging = shared + Launch::kStaging + consumer_wg * kStagingBytesPerWarpgroup;
+    volatile int32_t* split_verdict =
+        reinterpret_cast<volatile int32_t*>(shared + Launch::kSplitVerdicts) + consumer_wg;
+    consumer_loop<Set, kEpilogue>(params, ring, barriers, staging, consumer_wg, split_verdict);
+  }
+  // Neither CTA of the pair may leave while the other can still arrive on its barriers or
+  // multicast into its shared memory.
+  ptx::cluster_sync();
+}
+
+inline constexpr int kMaxDevices = 64;
+
+// How many CTA pairs of this instance fit on `device` at once, queried once per device: the
+// queries and the shared-memory opt-in stay off the per-launch path (and out of graph capture
+// after the first call).
+template <GemmEpilogue kEpilogue, class Set>
+Status resident_pairs(int device, int* pairs) {
+  static std::mutex mutex;
+  static int cached[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) {
+    return Status(ErrorCode::kCudaError, "launch_static_batched_gemm: device ordinal " +
+                                             std::to_string(device) +
+                                             " is beyond the launcher's cache");
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cached[device] > 0) {
+    *pairs = cached[device];
+    return Status::ok();
+  }
+  using Launch = LaunchTraits<Set>;
+  auto* kernel = &static_batched_gemm_kernel<kEpilogue, Set>;
+  RAMP_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     Launch::kAllocationBytes));
+  int sm_count = 0;
+  RAMP_CUDA_TRY(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(sm_count / kClusterSize * kClusterSize), 1, 1);
+  config.blockDim = dim3(Launch::kThreads, 1, 1);
+  config.dynamicSmemBytes = Launch::kAllocationBytes;
+  cudaLaunchAttribute cluster_shape{};
+  cluster_shape.id = cudaLaunchAttributeClusterDimension;
+  cluster_shape.val.clusterDim.x = kClusterSize;
+  cluster_shape.val.clusterDim.y = 1;
+  cluster_shape.val.clusterDim.z = 1;
+  config.attrs = &cluster_shape;
+  config.numAttrs = 1;
+  int resident = 0;
+  RAMP_CUDA_TRY(cudaOccupancyMaxActiveClusters(&resident, kernel, &config));
+  cached[device] = resident > 0 ? resident : 1;
+  *pairs = cached[device];
+  return Status::ok();
+}
+
+template <GemmEpilogue kEpilogue, class Set>
+Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool after_ramp_kernel,
+                  cudaStream_t stream) {
+  using Launch = LaunchTraits<Set>;
+  int device = 0;
+  RAMP_CUDA_TRY(cudaGetDevice(&device));
+  // Persistent grid: as many pairs as can be resident at once (a GPC with an odd number of
+  // free SMs leaves one unused), never more than there are units of work.
+  int pairs = 0;
+  RAMP_TRY((resident_pairs<kEpilogue, Set>(device, &pairs)));
+  const int units = (max_total_tiles + kClusterSize - 1) / kClusterSize;
+  const int clusters = units < pairs ? units : pairs;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(clusters * kClusterSize), 1, 1);
+  config.blockDim = dim3(Launch::kThreads, 1, 1);
+  config.dynamicSmemBytes = Launch::kAllocationBytes;
+  config.stream = stream;
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &overlap;
+  config.numAttrs = after_ramp_kernel ? 1 : 0;
+  RAMP_CUDA_TRY(cudaLaunchKernelEx(&config, &static_batched_gemm_kernel<kEpilogue, Set>, params));
+  return Status::ok();
+}
+
+template <class Set>
+SetLaunchers set_launchers() {
+  SetLaunchers launchers;
+  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
+      &launch_set<GemmEpilogue::kStoreBySlot, Set>;
+  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
+      &launch_set<GemmEpilogue::kSiluGateUp, Set>;
+  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
+      &launch_set<GemmEpilogue::kRouterWeighted, Set>;
+  launchers.largest_tile_floats = LaunchTraits<Set>::kLargestTileFloats;
+  launchers.split_k = LaunchTraits<Set>::kSplitK;
+  return launchers;
+}
+
+// Fills table[i] for every catalog entry i of part kPart (i % kKernelCatalogParts == kPart)
+// that this build compiles (dispatch::catalog_entry_compiled).
+template <int kPart, int... kIndices>
+void register_part_entries(SetLaunchers* table, std::integer_sequence<int, kIndices...>) {
+  (
+      [&] {
+        if constexpr (kIndices % dispatch::kKernelCatalogParts == kPart &&
+                      dispatch::catalog_entry_compiled(kIndices)) {
+          table[kIndices] = set_launchers<ConfigSet<kIndices>>();
+        }
+      }(),
+      ...);
+}
+
+}  // namespace ramp::cuda::detail
