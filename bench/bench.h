@@ -49,6 +49,7 @@ struct BenchOptions {
   int verify_tokens = 32;     // tokens checked against the fp64 reference (all if T is smaller)
   bool overlap_kernels = true;  // CudaOptions::overlap_kernels (programmatic dependent launch)
   bool routing_aware = false;   // CudaOptions::routing_aware (device selection with a profile)
+  int l2_group[2] = {0, 0};     // CudaOptions::l2_group (layer GEMM1, GEMM2; 0: by rule)
 };
 
 // Runs every case and writes the results file. Exit code: 0 written, 1 a measurement or a

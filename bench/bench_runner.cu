@@ -284,6 +284,8 @@ Status run_ramp_gemm(Context& ctx, ModelWeights& weights, GemmBuffers& buffers,
   cuda_options.order = ctx.options->order;
   cuda_options.overlap_kernels = ctx.options->overlap_kernels;
   cuda_options.routing_aware = ctx.options->routing_aware;
+  cuda_options.l2_group[0] = ctx.options->l2_group[0];
+  cuda_options.l2_group[1] = ctx.options->l2_group[1];
   cuda_options.num_sms = ctx.device.sm_count;
 
   const size_t y_count = static_cast<size_t>(spec.num_tokens) * spec.shape.top_k * args.out_features;
@@ -431,6 +433,8 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   cuda_options.order = ctx.options->order;
   cuda_options.overlap_kernels = ctx.options->overlap_kernels;
   cuda_options.routing_aware = ctx.options->routing_aware;
+  cuda_options.l2_group[0] = ctx.options->l2_group[0];
+  cuda_options.l2_group[1] = ctx.options->l2_group[1];
   cuda_options.num_sms = ctx.device.sm_count;
 
   RAMP_TRY(fill_bf16_bits_device(out.as<bf16>(), T * H, kPoisonBits, ctx.stream));
@@ -628,6 +632,8 @@ json::Value results_json(const Context& ctx, const std::vector<CaseResult>& resu
   settings.set("expert_order", expert_order_name(options.order));
   settings.set("overlap_kernels", options.overlap_kernels);
   settings.set("routing_aware", options.routing_aware);
+  settings.set("l2_group", std::to_string(options.l2_group[0]) + "," +
+                               std::to_string(options.l2_group[1]));
   settings.set("seed", static_cast<int64_t>(options.seed));
   settings.set("verify_tokens", options.verify_tokens);
   root.set("settings", std::move(settings));

@@ -49,6 +49,9 @@ constexpr const char* kBenchHelp =
     "                        dependent launch), for A/B timing\n"
     "  --routing-aware       configs from the routing-aware selection on the device (shipped\n"
     "                        profile) instead of the builtin per-expert rule, for A/B timing\n"
+    "  --l2-group G1,G2      layer: L2 group of GEMM1's and GEMM2's 128-row tiles, 1 or 8, or 0\n"
+    "                        for the library's rule (default 0,0; CudaOptions::l2_group), for\n"
+    "                        A/B timing\n"
     "  --no-cublas-peer      gemm: skip the cuBLAS peers\n"
     "  --torch-peer          run the torch._grouped_mm peer (default)\n"
     "  --no-torch-peer       do not\n"
@@ -157,7 +160,7 @@ int run_bench_command(const std::vector<std::string>& argv) {
   Args args;
   if (!args.parse(rest,
                   {"out", "models", "models-json", "tokens", "routings", "repeats", "warmup",
-                   "seed", "order", "verify-tokens", "python", "torch-script"},
+                   "seed", "order", "verify-tokens", "python", "torch-script", "l2-group"},
                   {"no-kernel", "no-overlap", "routing-aware", "no-cublas-peer", "torch-peer",
                    "no-torch-peer", "help"})) {
     std::fprintf(stderr, "ramp bench: %s (see ramp bench --help)\n", args.error().c_str());
@@ -202,6 +205,17 @@ int run_bench_command(const std::vector<std::string>& argv) {
   options.run_kernel = !args.has("no-kernel");
   options.overlap_kernels = !args.has("no-overlap");
   options.routing_aware = args.has("routing-aware");
+  if (args.has("l2-group")) {
+    const std::string groups = args.text("l2-group", "");
+    auto valid = [](char g) { return g == '0' || g == '1' || g == '8'; };
+    if (groups.size() != 3 || groups[1] != ',' || !valid(groups[0]) || !valid(groups[2])) {
+      std::fprintf(stderr, "ramp bench: --l2-group takes G1,G2 with each 0, 1 or 8, got '%s'\n",
+                   groups.c_str());
+      return 2;
+    }
+    options.l2_group[0] = groups[0] - '0';
+    options.l2_group[1] = groups[2] - '0';
+  }
   options.cublas_peer = !args.has("no-cublas-peer");
   options.torch_peer = !args.has("no-torch-peer");
   options.python = args.text("python", "python3");

@@ -314,6 +314,14 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
                  size_t workspace_bytes, cudaStream_t stream, const CudaOptions& options) {
   RAMP_TRY(validate_layer_args(shape, args));
   RAMP_TRY(check_expert_count(shape.num_experts));
+  for (int g = 0; g < 2; ++g) {
+    if (options.l2_group[g] != 0 && options.l2_group[g] != 1 && options.l2_group[g] != 8) {
+      return {ErrorCode::kInvalidArgument,
+              "CudaOptions::l2_group[" + std::to_string(g) + "] = " +
+                  std::to_string(options.l2_group[g]) +
+                  " (0: by rule; the builtin set compiles groups 8 and 1)"};
+    }
+  }
   if (args.num_tokens == 0) return Status::ok();
   const int32_t num_slots = args.num_tokens * shape.top_k;
   const WorkspaceLayout layout = layer_layout(shape, num_slots);
@@ -346,6 +354,15 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   gate_up.topk_weights = nullptr;
   gate_up.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, gate_up.out_features);
   gate_up.after_ramp_kernel = options.overlap_kernels;
+  const int32_t gemm1_group =
+      options.l2_group[0] != 0
+          ? options.l2_group[0]
+          : dispatch::gemm1_l2_group(int64_t{2} * 2 * shape.intermediate * shape.hidden,
+                                     num_slots, shape.num_experts);
+  if (gemm1_group == 1) {
+    gate_up.configs = dispatch::kBuiltinConfigsGroup1.configs;
+    gate_up.num_configs = dispatch::kNumBuiltinConfigs;
+  }
   RAMP_TRY(launch_static_batched_gemm(gate_up, stream));
 
   StaticBatchedGemm down{};
@@ -362,6 +379,10 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   down.topk_weights = args.topk_weights;
   down.max_total_tiles = max_total_tiles(num_slots, shape.num_experts, down.out_features);
   down.after_ramp_kernel = options.overlap_kernels;
+  if (options.l2_group[1] == 1) {
+    down.configs = dispatch::kBuiltinConfigsGroup1.configs;
+    down.num_configs = dispatch::kNumBuiltinConfigs;
+  }
   RAMP_TRY(launch_static_batched_gemm(down, stream));
 
   CombineArgs combine;

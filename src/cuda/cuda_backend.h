@@ -41,6 +41,11 @@ struct CudaOptions {
   // combine): each kernel's launch and prologue overlap the previous one's tail. false: plain
   // stream order (for A/B timing, or a tool that cannot follow programmatic edges).
   bool overlap_kernels = true;
+  // L2 group of the normal-orientation (128-row) tiles of the layer's GEMM1 and GEMM2: 0 (the
+  // default) picks by rule -- dispatch::gemm1_l2_group for GEMM1, 8 for GEMM2 --, 8 forces the
+  // builtin set, 1 its variant dispatch::kBuiltinConfigsGroup1 (a task's tiles walk the feature
+  // blocks of one token block first). Same tiles and results, another order. Layer only.
+  int32_t l2_group[2] = {0, 0};
 };
 
 // How a call with these options picks its configs: "routing-aware (profile NAME)" or

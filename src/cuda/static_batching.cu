@@ -89,25 +89,29 @@ const SetLaunchers* catalog_launchers() {
   return table.data();
 }
 
-bool is_builtin_set(const TileConfig* configs, int32_t num_configs) {
-  if (configs == nullptr) return true;
+bool equals_list(const TileConfig* configs, int32_t num_configs, const TileConfig* list) {
   if (num_configs != dispatch::kNumBuiltinConfigs) return false;
   for (int32_t c = 0; c < num_configs; ++c) {
-    if (!(configs[c] == dispatch::kBuiltinConfigs[c])) return false;
+    if (!(configs[c] == list[c])) return false;
   }
   return true;
 }
 
 // The launchers of the set, or why there are none.
 Status find_launchers(const TileConfig* configs, int32_t num_configs, SetLaunchers* launchers) {
-  if (is_builtin_set(configs, num_configs)) {
+  if (configs == nullptr || equals_list(configs, num_configs, dispatch::kBuiltinConfigs)) {
     *launchers = builtin_set_launchers();
+    return Status::ok();
+  }
+  if (equals_list(configs, num_configs, dispatch::kBuiltinConfigsGroup1.configs)) {
+    *launchers = builtin_group1_set_launchers();
     return Status::ok();
   }
   if (num_configs != 1) {
     return invalid(ErrorCode::kUnsupportedShape,
-                   "a launch compiles either the builtin config set (kBuiltinConfigs) or one "
-                   "catalog entry; got a set of " + std::to_string(num_configs) + " configs");
+                   "a launch compiles either the builtin config set (kBuiltinConfigs, or its "
+                   "L2-group-1 variant) or one catalog entry; got a set of " +
+                       std::to_string(num_configs) + " configs");
   }
   const int32_t index = dispatch::catalog_index_of(configs[0]);
   if (index < 0) {

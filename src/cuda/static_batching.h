@@ -44,7 +44,8 @@ struct StaticBatchedGemm {
   int32_t max_total_tiles;    // upper bound of total_tiles known on the host (for grid sizing);
                               // the kernel reads the real count from task_map.header on the device
   // The launch's config set, what TaskDesc.config indexes: null (or exactly kBuiltinConfigs)
-  // for the builtin set, else one catalog entry compiled in this build. Anything else is
+  // for the builtin set, kBuiltinConfigsGroup1 for its L2-group-1 variant (same tile counts),
+  // else one catalog entry compiled in this build. Anything else is
   // kUnsupportedShape (no kernel for it).
   const TileConfig* configs = nullptr;
   int32_t num_configs = 0;

@@ -1,10 +1,11 @@
 // The builtin set's kernel instances (kBuiltinConfigs mixed per expert: the layer's rule and
-// the routing-aware candidates), in a translation unit of their own so they compile in
-// parallel with the catalog parts.
+// the routing-aware candidates) and its L2-group-1 variant, in a translation unit of their own
+// so they compile in parallel with the catalog parts.
 #include "cuda/static_batching_kernel.cuh"
 
 namespace ramp::cuda::detail {
 
 SetLaunchers builtin_set_launchers() { return set_launchers<BuiltinSet>(); }
+SetLaunchers builtin_group1_set_launchers() { return set_launchers<BuiltinGroup1Set>(); }
 
 }  // namespace ramp::cuda::detail

@@ -216,12 +216,19 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
 };
 
 // The launch the layer's per-expert rule uses: kBuiltinConfigs, in that order (a task's config
-// field is its kBuiltinConfigs index).
+// field is its kBuiltinConfigs index); and its variant with L2 group 1 on the normal configs.
 template <size_t... kBuiltin>
 constexpr auto builtin_set(std::index_sequence<kBuiltin...>) {
   return ConfigSet<dispatch::catalog_index_of(dispatch::kBuiltinConfigs[kBuiltin])...>{};
 }
+template <size_t... kBuiltin>
+constexpr auto builtin_group1_set(std::index_sequence<kBuiltin...>) {
+  return ConfigSet<dispatch::catalog_index_of(
+      dispatch::kBuiltinConfigsGroup1.configs[kBuiltin])...>{};
+}
 using BuiltinSet = decltype(builtin_set(std::make_index_sequence<dispatch::kNumBuiltinConfigs>{}));
+using BuiltinGroup1Set =
+    decltype(builtin_group1_set(std::make_index_sequence<dispatch::kNumBuiltinConfigs>{}));
 
 // The ring's barriers. A stage's smem address depends on the config (stage size), its
 // barriers do not: slot s always uses full[s] / empty[s].

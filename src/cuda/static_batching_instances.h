@@ -26,8 +26,9 @@ struct SetLaunchers {
   bool compiled() const { return by_epilogue[0] != nullptr; }
 };
 
-// static_batching_builtin.cu.
+// static_batching_builtin.cu: kBuiltinConfigs and kBuiltinConfigsGroup1.
 SetLaunchers builtin_set_launchers();
+SetLaunchers builtin_group1_set_launchers();
 
 // Generated part kPart: fills table[i] (table has dispatch::kCatalogSize entries) for its
 // compiled entries.

@@ -25,6 +25,47 @@ inline constexpr TileConfig kBuiltinConfigs[] = {
 inline constexpr int32_t kNumBuiltinConfigs =
     static_cast<int32_t>(sizeof(kBuiltinConfigs) / sizeof(kBuiltinConfigs[0]));
 
+// The builtin set with another L2 group on its normal-orientation configs. Tile counts are those
+// of kBuiltinConfigs, so a plan made for one runs on the other: only the order of a task's
+// tiles differs (tile_coord), and with it which tiles share L2 at a time. The kernel compiles
+// the group-1 variant (tiles of a task walk the feature blocks of one token block first) as a
+// set of its own; CudaOptions::l2_group picks it per GEMM of the layer.
+struct BuiltinConfigList {
+  TileConfig configs[kNumBuiltinConfigs];
+};
+constexpr BuiltinConfigList builtin_configs_with_normal_group(int8_t group) {
+  BuiltinConfigList list{};
+  for (int32_t c = 0; c < kNumBuiltinConfigs; ++c) {
+    list.configs[c] = kBuiltinConfigs[c];
+    if (list.configs[c].orientation == Orientation::kNormal) list.configs[c].group_m = group;
+  }
+  return list;
+}
+inline constexpr BuiltinConfigList kBuiltinConfigsGroup1 = builtin_configs_with_normal_group(1);
+
+// L2 group for the layer's GEMM1 launch of the builtin set (8: kBuiltinConfigs, 1:
+// kBuiltinConfigsGroup1), from what the batch size and shape give before the routing is known.
+// Group 1 walks all feature blocks of one token block before the next, so consecutive CTAs
+// share the gathered token rows and the expert's whole weight is re-read from L2 by every token
+// block: that pays when the expert's weights stay in L2 (<= 16 MiB) and experts average at
+// least 4 token blocks of 128; otherwise group 8 (a weight tile shared by 8 token blocks).
+// Measured on the H100 (bench/results/h100-2026-11-22f-layer-l2-group-*.json, GEMM1 group 1
+// vs 8, layer time): qwen3-30b-a3b T=8192 (6 MiB per expert, 512 rows) 1.035x / 1.072x
+// (uniform / zipf1.0), olmoe-1b-7b T=8192 (8 MiB, 1024 rows) 1.035x / 1.045x, deepseek-v2-lite
+// T=8192 (11 MiB, 768 rows) 1.013x / 1.015x; but mixtral-8x7b T=8192 (224 MiB) 0.785x and
+// gpt-oss-120b T=8192 (32 MiB) 0.779x. GEMM2 (K = I) gained nowhere (geomean 0.99 at T=8192).
+// Example: qwen3-30b-a3b T=8192: 2I x H x 2 B = 6 MiB, 8192 x 8 / 128 = 512 rows = 4 blocks
+// -> 1. mixtral-8x7b T=8192: 224 MiB -> 8.
+inline constexpr int64_t kGroup1MaxExpertWeightBytes = int64_t{16} << 20;
+inline constexpr int32_t kGroup1MinAverageTokenBlocks = 4;
+RAMP_HOST_DEVICE inline int32_t gemm1_l2_group(int64_t expert_weight_bytes, int64_t num_slots,
+                                               int32_t num_experts) {
+  const int64_t average_rows = num_experts > 0 ? num_slots / num_experts : 0;
+  const bool fits = expert_weight_bytes <= kGroup1MaxExpertWeightBytes;
+  const bool deep = average_rows >= int64_t{kGroup1MinAverageTokenBlocks} * 128;
+  return fits && deep ? 1 : 8;
+}
+
 // Experts with more rows than the largest swapped token tile use the normal orientation.
 inline constexpr int32_t kSwappedMaxRows = 64;
 

@@ -10,6 +10,21 @@
 namespace ramp::dispatch {
 namespace {
 
+// The worked examples of gemm1_l2_group and its two boundaries.
+TEST(ConfigSelection, Gemm1L2GroupRule) {
+  const int64_t mib = int64_t{1} << 20;
+  // qwen3-30b-a3b T=8192: 2I x H x 2 B = 6 MiB per expert, 65536 slots / 128 experts = 512 rows.
+  EXPECT_EQ(gemm1_l2_group(int64_t{2} * 768 * 2048 * 2, 8192 * 8, 128), 1);
+  // mixtral-8x7b T=8192: 224 MiB per expert.
+  EXPECT_EQ(gemm1_l2_group(int64_t{2} * 14336 * 4096 * 2, 8192 * 2, 8), 8);
+  // qwen3-30b-a3b T=2048: 128 rows per expert, one token block: the order hardly matters.
+  EXPECT_EQ(gemm1_l2_group(int64_t{2} * 768 * 2048 * 2, 2048 * 8, 128), 8);
+  EXPECT_EQ(gemm1_l2_group(16 * mib, 512 * 10, 10), 1);
+  EXPECT_EQ(gemm1_l2_group(16 * mib + 16, 512 * 10, 10), 8);
+  EXPECT_EQ(gemm1_l2_group(mib, 511 * 10, 10), 8);
+  EXPECT_EQ(gemm1_l2_group(mib, 100, 0), 8);
+}
+
 TEST(ChooseBuiltinConfig, SwappedTileHoldsTheTokensNormalTilesBeyond64) {
   EXPECT_EQ(choose_builtin_config(1, 0, 132), 5);
   EXPECT_EQ(choose_builtin_config(8, 0, 132), 5);

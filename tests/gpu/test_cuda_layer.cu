@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <limits>
 #include <string>
 #include <vector>
@@ -224,6 +225,35 @@ TEST(CudaLayer, RoutingAwareSelectionMatchesCpuReference) {
               kLayerTolerance)
         << describe(c) << " (" << rule << ")";
   }
+}
+
+// The L2-group-1 variant of the builtin set (CudaOptions::l2_group) only reorders tiles: the
+// layer's output is bitwise that of the default set. Invalid groups are refused.
+TEST(CudaLayer, L2GroupVariantChangesNothing) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"zipf1.0", 700, 32, 4, 512, 256}, 460);
+  problem.poison_output();
+  cuda::CudaOptions group8;
+  group8.l2_group[0] = group8.l2_group[1] = 8;
+  ASSERT_TRUE(problem.run(nullptr, group8).is_ok());
+  RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+  const std::vector<bf16> reference_order = problem.output();
+  EXPECT_LE(cpu::relative_frobenius_error(reference_order, problem.reference()), kLayerTolerance);
+  for (const auto& groups : {std::pair{1, 8}, std::pair{8, 1}, std::pair{1, 1}, std::pair{0, 0}}) {
+    cuda::CudaOptions options;
+    options.l2_group[0] = groups.first;
+    options.l2_group[1] = groups.second;
+    problem.poison_output();
+    ASSERT_TRUE(problem.run(nullptr, options).is_ok());
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    const std::vector<bf16> out = problem.output();
+    ASSERT_EQ(out.size(), reference_order.size());
+    EXPECT_EQ(std::memcmp(out.data(), reference_order.data(), out.size() * sizeof(bf16)), 0)
+        << "l2_group " << groups.first << "," << groups.second;
+  }
+  cuda::CudaOptions bad;
+  bad.l2_group[0] = 4;
+  EXPECT_EQ(problem.run(nullptr, bad).code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(CudaLayer, BitwiseDeterministic) {
