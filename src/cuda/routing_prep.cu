@@ -401,7 +401,9 @@ struct FastCta {
     int4 scan_totals[kWarps];
     int2 tile_totals[kWarps];
     // Routing-aware selection: each GEMM's sums (dispatch::SelectionSums, flat) and choice.
-    unsigned long long selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
+    // 32-bit: every field stays below 2^31 (E <= 256 tasks of < 2^23 tiles each, see
+    // routing_prep_can_select), and shared 32-bit atomics are native where 64-bit ones are not.
+    uint32_t selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
     double predicted[kMaxPrepGemms][dispatch::kMaxCandidates];
     int32_t selected[kMaxPrepGemms];
     int2 errors[kWarps];
@@ -585,7 +587,7 @@ __global__ void __launch_bounds__(Cta::kThreads)
 
   // Routing-aware selection (block-uniform branch): each field of the sums reduced over the
   // warp, warp totals added in shared memory (integers: any order gives the host's sums), then
-  // one thread per GEMM runs the host's select_from_sums on them.
+  // the host's predictions and first-minimum choice on them.
   if (any_selection) {
 #pragma unroll 1
     for (int g = 0; g < num_gemms; ++g) {
