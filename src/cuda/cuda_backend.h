@@ -32,7 +32,7 @@ struct CudaOptions {
   // select (E > 256, or a batch whose tile counts exceed the sort-free prep), the builtin
   // per-expert rule is used: selected_configs() says which applies. Off by default: on the
   // H100 (2026-11-22) it chose correctly (the host's choice in every tested case) but it adds
-  // ~13 us to the prep (qwen3 shape: 17.7 vs 4.3 us at T = 1) and the layer was 0.95x the
+  // ~12 us to the prep (qwen3 shape: 16.1 vs 4.3 us at T = 1) and the layer was 0.95x the
   // builtin rule's speed in geometric mean over 48 cells (faster only at T = 512..2048 on some
   // models, by <= 4%); see dev/kernel_notes.md and bench/results/h100-2026-11-22f-*.
   bool routing_aware = false;
