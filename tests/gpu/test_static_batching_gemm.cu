@@ -360,10 +360,9 @@ TEST(StaticBatchedGemm, SplitKDeterministicAcrossRuns) {
   if (tested == 0) GTEST_SKIP() << "no split-K entry is compiled in this build";
 }
 
-// A set the build has no kernel for is refused before anything runs.
-TEST(StaticBatchedGemm, RejectsConfigSetsWithoutAKernel) {
-  RAMP_SKIP_WITHOUT_DEVICE();
-  DeviceBuffer dummy(4096);
+// A structurally valid one-expert grouped GEMM (N = 64, K = 128) over a dummy buffer, for the
+// tests that check what the launcher refuses before anything runs.
+StaticBatchedGemm refusal_probe(DeviceBuffer& dummy) {
   StaticBatchedGemm gemm{};
   gemm.epilogue = GemmEpilogue::kStoreBySlot;
   gemm.routing.num_experts = 1;
@@ -376,6 +375,14 @@ TEST(StaticBatchedGemm, RejectsConfigSetsWithoutAKernel) {
   gemm.in_features = 128;
   gemm.out_row_stride = 64;
   gemm.max_total_tiles = 1;
+  return gemm;
+}
+
+// A set the build has no kernel for is refused before anything runs.
+TEST(StaticBatchedGemm, RejectsConfigSetsWithoutAKernel) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  DeviceBuffer dummy(4096);
+  StaticBatchedGemm gemm = refusal_probe(dummy);
   const TileConfig two[2] = {dispatch::kBuiltinConfigs[0], dispatch::kBuiltinConfigs[1]};
   gemm.configs = two;
   gemm.num_configs = 2;
@@ -407,18 +414,9 @@ TEST(StaticBatchedGemm, RejectsConfigSetsWithoutAKernel) {
 TEST(StaticBatchedGemm, RejectsUntileableShapes) {
   RAMP_SKIP_WITHOUT_DEVICE();
   DeviceBuffer dummy(4096);
-  StaticBatchedGemm gemm{};
-  gemm.epilogue = GemmEpilogue::kStoreBySlot;
-  gemm.routing.num_experts = 1;
-  gemm.routing.top_k = 1;
-  gemm.routing.sorted_slots = dummy.as<int32_t>();
-  gemm.task_map.header = dummy.as<TaskMapHeader>();
-  gemm.a = gemm.w = gemm.out = dummy.as<void>();
+  StaticBatchedGemm gemm = refusal_probe(dummy);
   gemm.a_row_stride = 96;
-  gemm.out_features = 64;
   gemm.in_features = 96;  // not a multiple of 64
-  gemm.out_row_stride = 64;
-  gemm.max_total_tiles = 1;
   EXPECT_EQ(cuda::launch_static_batched_gemm(gemm, nullptr).code(), ErrorCode::kUnsupportedShape);
   gemm.in_features = 128;
   gemm.a_row_stride = 130;  // rows not 16-byte aligned
