@@ -175,13 +175,12 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
   {
     const TileConfig* set = gemm.configs != nullptr ? gemm.configs : dispatch::kBuiltinConfigs;
     const int32_t count = gemm.configs != nullptr ? gemm.num_configs : dispatch::kNumBuiltinConfigs;
-    const int32_t k_blocks = gemm.in_features / detail::kKTile;
     for (int32_t c = 0; c < count; ++c) {
-      if (k_blocks % set[c].split_k != 0) {
+      if (!dispatch::split_divides_depth(set[c], gemm.in_features)) {
         return invalid(ErrorCode::kUnsupportedShape,
                        "config '" + set[c].to_string() + "' splits K into " +
                            std::to_string(set[c].split_k) + ", which does not divide K/64 = " +
-                           std::to_string(k_blocks));
+                           std::to_string(gemm.in_features / detail::kKTile));
       }
     }
   }

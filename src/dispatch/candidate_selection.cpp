@@ -65,46 +65,31 @@ CandidateFeatures candidate_features(const Candidate& candidate,
 
 namespace {
 
-// NNLS fit of a, b, c, d, e, f to (features, microseconds), rows weighted by 1 / t so the fit
-// minimises relative error (as fit_cost_model does for the four-term model).
+// NNLS fit of a, b, c, d, e, f to (features, microseconds), relative error (fit_relative_nnls,
+// as fit_cost_model does for the four-term model).
 Status fit_candidate(const std::vector<CandidateFeatures>& features,
                      const std::vector<double>& times, Candidate* candidate, FitStats* stats) {
   constexpr int32_t kTerms = 6;
-  const int32_t rows = static_cast<int32_t>(features.size());
-  std::vector<double> a(static_cast<size_t>(rows) * kTerms);
-  std::vector<double> b(static_cast<size_t>(rows), 1.0);
-  for (int32_t i = 0; i < rows; ++i) {
-    const double t = times[static_cast<size_t>(i)];
-    if (!(t > 0.0) || !std::isfinite(t)) {
-      return {ErrorCode::kInvalidArgument,
-              "time[" + std::to_string(i) + "] = " + std::to_string(t) + " must be > 0 and finite"};
-    }
-    const CandidateFeatures& f = features[static_cast<size_t>(i)];
+  std::vector<double> terms;
+  terms.reserve(features.size() * kTerms);
+  for (const CandidateFeatures& f : features) {
     const double g = static_cast<double>(f.token_blocks);
     const double active = static_cast<double>(f.active_experts);
-    const double terms[kTerms] = {1.0,    static_cast<double>(f.waves), g, std::log(g + 1.0),
-                                  active, std::log(active + 1.0)};
-    for (int j = 0; j < kTerms; ++j) a[static_cast<size_t>(i) * kTerms + j] = terms[j] / t;
+    terms.insert(terms.end(), {1.0, static_cast<double>(f.waves), g, std::log(g + 1.0), active,
+                               std::log(active + 1.0)});
   }
-  const NnlsResult solution = solve_nnls(a, rows, kTerms, b);
-  if (!solution.converged) return {ErrorCode::kInternal, "NNLS did not converge"};
-  candidate->a = solution.x[0];
-  candidate->b = solution.x[1];
-  candidate->c = solution.x[2];
-  candidate->d = solution.x[3];
-  candidate->e = solution.x[4];
-  candidate->f = solution.x[5];
-  FitStats result;
-  double sum2 = 0.0;
-  for (int32_t i = 0; i < rows; ++i) {
-    const double t = times[static_cast<size_t>(i)];
-    const double error = (candidate_predict(*candidate, features[static_cast<size_t>(i)]) - t) / t;
-    sum2 += error * error;
-    result.max_relative_error = std::max(result.max_relative_error, std::fabs(error));
-  }
-  result.samples = rows;
-  result.rms_relative_error = rows > 0 ? std::sqrt(sum2 / rows) : 0.0;
-  *stats = result;
+  std::vector<double> x;
+  RAMP_TRY(fit_relative_nnls(terms, kTerms, times, &x));
+  candidate->a = x[0];
+  candidate->b = x[1];
+  candidate->c = x[2];
+  candidate->d = x[3];
+  candidate->e = x[4];
+  candidate->f = x[5];
+  std::vector<double> predicted;
+  predicted.reserve(features.size());
+  for (const CandidateFeatures& f : features) predicted.push_back(candidate_predict(*candidate, f));
+  *stats = relative_fit_stats(predicted, times);
   return Status::ok();
 }
 

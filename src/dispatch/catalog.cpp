@@ -73,8 +73,8 @@ bool fits_gemm(const TileConfig& config, const GemmShape& shape, std::string* wh
     return fail("K = " + std::to_string(shape.in_features) + " is not a multiple of k_tile " +
                 std::to_string(config.k_tile));
   }
-  const int32_t k_depth = shape.in_features / config.k_tile;
-  if (k_depth % config.split_k != 0) {
+  if (!split_divides_depth(config, shape.in_features)) {
+    const int32_t k_depth = shape.in_features / config.k_tile;
     return fail("split_k " + std::to_string(config.split_k) + " does not divide the k depth " +
                 std::to_string(k_depth));
   }

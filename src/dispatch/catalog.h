@@ -103,6 +103,13 @@ constexpr bool is_issuable(const TileConfig& config) {
          accumulator_registers(config) <= kMaxAccumulatorRegisters && derive_stages(config) > 0;
 }
 
+// Whether K cuts into whole k tiles and split_k whole slices of them (each split-K slice of a
+// tile runs (K / k_tile) / split_k k-blocks). fits_gemm and the kernel's launcher both ask it.
+constexpr bool split_divides_depth(const TileConfig& config, int32_t in_features) {
+  return in_features > 0 && config.k_tile > 0 && config.split_k > 0 &&
+         in_features % config.k_tile == 0 && (in_features / config.k_tile) % config.split_k == 0;
+}
+
 // The catalog as a compile-time table, so the kernel can be instantiated for any entry by its
 // index (ConfigTraits<index>) and host code lists exactly the same entries.
 inline constexpr int32_t kCatalogCapacity = 256;

@@ -257,6 +257,41 @@ NnlsResult solve_nnls(std::span<const double> a_row_major, int32_t rows, int32_t
 // ---------------------------------------------------------------------------------------------
 // Fitting
 
+Status fit_relative_nnls(std::span<const double> terms, int32_t cols,
+                         std::span<const double> times, std::vector<double>* x) {
+  const int32_t rows = static_cast<int32_t>(times.size());
+  std::vector<double> a(terms.begin(), terms.end());
+  const std::vector<double> b(static_cast<size_t>(rows), 1.0);
+  for (int32_t i = 0; i < rows; ++i) {
+    const double t = times[static_cast<size_t>(i)];
+    if (!(t > 0.0) || !std::isfinite(t)) {
+      return {ErrorCode::kInvalidArgument,
+              "time[" + std::to_string(i) + "] = " + std::to_string(t) + " must be > 0 and finite"};
+    }
+    for (int32_t j = 0; j < cols; ++j) a[static_cast<size_t>(i) * cols + j] /= t;
+  }
+  NnlsResult solution = solve_nnls(a, rows, cols, b);
+  if (!solution.converged) {
+    return {ErrorCode::kInternal, "NNLS did not converge in " +
+                                      std::to_string(solution.iterations) + " iterations"};
+  }
+  *x = std::move(solution.x);
+  return Status::ok();
+}
+
+FitStats relative_fit_stats(std::span<const double> predicted, std::span<const double> times) {
+  FitStats stats;
+  double sum2 = 0.0;
+  for (size_t i = 0; i < times.size(); ++i) {
+    const double error = (predicted[i] - times[i]) / times[i];
+    sum2 += error * error;
+    stats.max_relative_error = std::max(stats.max_relative_error, std::fabs(error));
+  }
+  stats.samples = static_cast<int32_t>(times.size());
+  stats.rms_relative_error = times.empty() ? 0.0 : std::sqrt(sum2 / static_cast<double>(times.size()));
+  return stats;
+}
+
 Status fit_cost_model(std::span<const WaveFeatures> features, std::span<const double> times_us,
                       CostFit* fit) {
   if (features.size() != times_us.size()) {
@@ -264,34 +299,20 @@ Status fit_cost_model(std::span<const WaveFeatures> features, std::span<const do
                                            std::to_string(times_us.size()) + " times"};
   }
   if (features.empty()) return {ErrorCode::kInvalidArgument, "no measurements to fit"};
-  const int32_t rows = static_cast<int32_t>(features.size());
-  std::vector<double> a(static_cast<size_t>(rows) * kCostTerms);
-  std::vector<double> b(static_cast<size_t>(rows), 1.0);
-  for (int32_t i = 0; i < rows; ++i) {
-    const double t = times_us[static_cast<size_t>(i)];
-    if (!(t > 0.0) || !std::isfinite(t)) {
-      return {ErrorCode::kInvalidArgument,
-              "time[" + std::to_string(i) + "] = " + std::to_string(t) + " must be > 0 and finite"};
-    }
-    const std::array<double, kCostTerms> terms = cost_terms(features[static_cast<size_t>(i)]);
-    for (int j = 0; j < kCostTerms; ++j) a[static_cast<size_t>(i) * kCostTerms + j] = terms[j] / t;
+  std::vector<double> terms;
+  terms.reserve(features.size() * kCostTerms);
+  for (const WaveFeatures& f : features) {
+    const std::array<double, kCostTerms> row = cost_terms(f);
+    terms.insert(terms.end(), row.begin(), row.end());
   }
-  const NnlsResult solution = solve_nnls(a, rows, kCostTerms, b);
-  if (!solution.converged) {
-    return {ErrorCode::kInternal, "NNLS did not converge in " +
-                                      std::to_string(solution.iterations) + " iterations"};
-  }
+  std::vector<double> x;
+  RAMP_TRY(fit_relative_nnls(terms, kCostTerms, times_us, &x));
   CostFit result;
-  result.coefficients = {solution.x[0], solution.x[1], solution.x[2], solution.x[3]};
-  double sum2 = 0.0;
-  for (int32_t i = 0; i < rows; ++i) {
-    const double t = times_us[static_cast<size_t>(i)];
-    const double error = (result.coefficients.predict(features[static_cast<size_t>(i)]) - t) / t;
-    sum2 += error * error;
-    result.stats.max_relative_error = std::max(result.stats.max_relative_error, std::fabs(error));
-  }
-  result.stats.samples = rows;
-  result.stats.rms_relative_error = std::sqrt(sum2 / rows);
+  result.coefficients = {x[0], x[1], x[2], x[3]};
+  std::vector<double> predicted;
+  predicted.reserve(features.size());
+  for (const WaveFeatures& f : features) predicted.push_back(result.coefficients.predict(f));
+  result.stats = relative_fit_stats(predicted, times_us);
   *fit = result;
   return Status::ok();
 }
@@ -340,6 +361,15 @@ int32_t Profile::select_candidate(std::span<const int32_t> histogram) const {
                                     sm_count);
 }
 
+namespace {
+// The fields read_fit_stats reads back.
+void write_fit_stats(const FitStats& stats, json::Value* item) {
+  item->set("samples", stats.samples)
+      .set("rms_relative_error", stats.rms_relative_error)
+      .set("max_relative_error", stats.max_relative_error);
+}
+}  // namespace
+
 json::Value Profile::to_json() const {
   json::Value value;
   value.set("device", device);
@@ -359,9 +389,7 @@ json::Value Profile::to_json() const {
         .set("b", entry.coefficients.b)
         .set("c", entry.coefficients.c)
         .set("d", entry.coefficients.d);
-    item.set("samples", entry.stats.samples);
-    item.set("rms_relative_error", entry.stats.rms_relative_error);
-    item.set("max_relative_error", entry.stats.max_relative_error);
+    write_fit_stats(entry.stats, &item);
     configs.push_back(std::move(item));
   }
   value.set("configs", std::move(configs));
@@ -373,9 +401,7 @@ json::Value Profile::to_json() const {
     item.set("config", c.config);
     item.set("ctas_per_sm", c.ctas_per_sm);
     item.set("a", c.a).set("b", c.b).set("c", c.c).set("d", c.d).set("e", c.e).set("f", c.f);
-    item.set("samples", entry.stats.samples);
-    item.set("rms_relative_error", entry.stats.rms_relative_error);
-    item.set("max_relative_error", entry.stats.max_relative_error);
+    write_fit_stats(entry.stats, &item);
     candidate_list.push_back(std::move(item));
   }
   value.set("candidates", std::move(candidate_list));
@@ -407,6 +433,15 @@ Status read_double(const json::Value& object, const std::string& where, const ch
   }
   *out = field->as_double();
   return Status::ok();
+}
+
+// A profile entry's fit statistics (FitStats: "samples", "rms_relative_error",
+// "max_relative_error").
+Status read_fit_stats(const json::Value& item, const std::string& where, FitStats* stats) {
+  RAMP_TRY(read_int(item, where, "samples", 0, std::numeric_limits<int32_t>::max(),
+                    &stats->samples));
+  RAMP_TRY(read_double(item, where, "rms_relative_error", true, &stats->rms_relative_error));
+  return read_double(item, where, "max_relative_error", true, &stats->max_relative_error);
 }
 
 }  // namespace
@@ -449,12 +484,7 @@ Status Profile::from_json(const json::Value& value, Profile* profile) {
     RAMP_TRY(read_double(item, item_where, "b", true, &entry.coefficients.b));
     RAMP_TRY(read_double(item, item_where, "c", true, &entry.coefficients.c));
     RAMP_TRY(read_double(item, item_where, "d", true, &entry.coefficients.d));
-    RAMP_TRY(read_int(item, item_where, "samples", 0, std::numeric_limits<int32_t>::max(),
-                      &entry.stats.samples));
-    RAMP_TRY(read_double(item, item_where, "rms_relative_error", true,
-                         &entry.stats.rms_relative_error));
-    RAMP_TRY(read_double(item, item_where, "max_relative_error", true,
-                         &entry.stats.max_relative_error));
+    RAMP_TRY(read_fit_stats(item, item_where, &entry.stats));
     parsed.entries.push_back(entry);
   }
   // "candidates" is optional (profiles written before selection candidates existed).
@@ -485,12 +515,7 @@ Status Profile::from_json(const json::Value& value, Profile* profile) {
       RAMP_TRY(read_double(item, item_where, "d", true, &c.d));
       if (item.find("e") != nullptr) RAMP_TRY(read_double(item, item_where, "e", true, &c.e));
       if (item.find("f") != nullptr) RAMP_TRY(read_double(item, item_where, "f", true, &c.f));
-      RAMP_TRY(read_int(item, item_where, "samples", 0, std::numeric_limits<int32_t>::max(),
-                        &entry.stats.samples));
-      RAMP_TRY(read_double(item, item_where, "rms_relative_error", true,
-                           &entry.stats.rms_relative_error));
-      RAMP_TRY(read_double(item, item_where, "max_relative_error", true,
-                           &entry.stats.max_relative_error));
+      RAMP_TRY(read_fit_stats(item, item_where, &entry.stats));
       parsed.candidates.push_back(entry);
     }
   }

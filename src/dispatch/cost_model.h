@@ -74,6 +74,15 @@ struct CostFit {
   FitStats stats;
 };
 
+// The relative-error NNLS both cost models fit with: `terms` is the design matrix (row-major,
+// times.size() rows x cols), each row weighted by 1 / t so a 10 us decode call matters as much
+// to selection as a 5 ms prefill; *x gets the non-negative coefficients. Times must be > 0
+// and finite (kInvalidArgument names the first that is not).
+Status fit_relative_nnls(std::span<const double> terms, int32_t cols,
+                         std::span<const double> times, std::vector<double>* x);
+// How well predictions match the times: samples, rms and max of (pred - t) / t.
+FitStats relative_fit_stats(std::span<const double> predicted, std::span<const double> times);
+
 // Fits the four coefficients to (features, measured microseconds) pairs. Rows are weighted by
 // 1 / t so the fit minimises relative error: a 10 us decode call matters as much to selection
 // as a 5 ms prefill. Times must be > 0.
