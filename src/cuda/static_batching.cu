@@ -78,6 +78,21 @@ Status encode_token_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   return Status::ok();
 }
 
+// `a` as boxes of kRowBoxRows consecutive rows (token_rows_by_box): GEMM2's intermediate
+// [S, K]. Rows past S read as zeros.
+Status encode_row_box_map(const StaticBatchedGemm& gemm, KernelParams* params) {
+  const int64_t rows = gemm.routing.num_slots < 1 ? 1 : gemm.routing.num_slots;
+  const uint64_t dims[2] = {static_cast<uint64_t>(gemm.in_features), static_cast<uint64_t>(rows)};
+  const uint64_t strides[1] = {static_cast<uint64_t>(gemm.a_row_stride) * 2};
+  const uint32_t box[2] = {static_cast<uint32_t>(kKTile), static_cast<uint32_t>(kRowBoxRows)};
+  if (!ptx::encode_bf16_tile_map_swizzle128(&params->row_box_map, gemm.a, 2, dims, strides, box)) {
+    return invalid(ErrorCode::kCudaError,
+                   "cuTensorMapEncodeTiled rejected the sorted token rows (a) or no driver entry "
+                   "point; rows=" + std::to_string(rows) + " K=" + std::to_string(gemm.in_features));
+  }
+  return Status::ok();
+}
+
 const SetLaunchers* catalog_launchers() {
   static const std::vector<SetLaunchers> table = [] {
     std::vector<SetLaunchers> entries(static_cast<size_t>(dispatch::kCatalogSize));
@@ -216,6 +231,9 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
   detail::KernelParams params{};
   RAMP_TRY(detail::encode_weight_maps(gemm, &params));
   if constexpr (detail::kTokenRowsByTma) RAMP_TRY(detail::encode_token_map(gemm, &params));
+  if (gemm.epilogue == GemmEpilogue::kRouterWeighted) {
+    RAMP_TRY(detail::encode_row_box_map(gemm, &params));
+  }
   params.routing = gemm.routing;
   params.task_map = gemm.task_map;
   params.a = static_cast<const __nv_bfloat16*>(gemm.a);

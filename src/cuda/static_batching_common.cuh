@@ -59,9 +59,19 @@ RAMP_HOST_DEVICE constexpr int weight_map_feature_tile(int index) {
   return index == 2 ? 256 : index == 1 ? 128 : 64;
 }
 
+// GEMM2 reads its token rows (the intermediate, already in sorted order) as whole boxes of 64
+// consecutive rows when its token tile is a multiple of 64; smaller tiles (swapped 8..56)
+// gather with cp.async, which measured faster for them than 8-row boxes (dev/kernel_notes.md).
+inline constexpr int kRowBoxRows = 64;
+RAMP_HOST_DEVICE constexpr bool token_rows_by_box(GemmEpilogue epilogue, int token_tile) {
+  return epilogue == GemmEpilogue::kRouterWeighted && token_tile % kRowBoxRows == 0;
+}
+
 struct KernelParams {
   CUtensorMap weight_maps[kNumWeightMaps];  // see weight_map_index; 64-byte aligned by type
   CUtensorMap token_map;                    // a as [rows, K], box 64 k x 1 row
+  // a as [rows, K] in boxes of 64 k x kRowBoxRows rows; encoded for kRouterWeighted only.
+  CUtensorMap row_box_map;
   RoutingView routing;
   TaskMapView task_map;
   const __nv_bfloat16* a;
@@ -152,7 +162,8 @@ static_assert(kStagingBytesPerWarpgroup == dispatch::kEpilogueStagingBytesPerWar
 static_assert(kStagingRowStride % 16 == 0, "bulk copies need 16-byte aligned rows");
 
 // Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
-// elected thread's arrive.expect_tx for the weight TMA.
+// elected thread's arrive.expect_tx for the weight TMA. Row boxes (token_rows_by_box): the
+// elected thread makes all of them (expect_tx, then the producer threads' share at once).
 // With TMA token rows the elected thread's arrive.expect_tx (weights + rows) is the only one.
 inline constexpr uint32_t kFullBarrierArrivals = kTokenRowsByTma ? 1 : kThreadsPerWarpgroup + 1;
 

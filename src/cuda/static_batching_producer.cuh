@@ -2,7 +2,8 @@
 // the weight tile by TMA (box 64 k x feature_tile rows, 128-byte swizzle; GEMM1 uses the 5-D
 // map that interleaves gate and up rows in blocks of 8), and all 128 threads gather the token
 // rows with 16-byte cp.async into the same swizzled layout, completing on the stage's full
-// barrier through cp.async.mbarrier.arrive.noinc.
+// barrier through cp.async.mbarrier.arrive.noinc. GEMM2's token rows are consecutive (sorted
+// order): tiles of 64k rows get them as TMA row boxes from the elected thread instead.
 #pragma once
 
 #include "cuda/ptx/cluster.h"
@@ -208,12 +209,64 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
   }
 }
 
+// Consecutive token rows (GEMM2: the intermediate is in sorted order) in boxes of 64 rows:
+// per k-block the elected thread sends the weight box and ceil(valid rows / 64) row boxes and
+// makes every arrival of the full barrier; the other producer threads only follow the ring
+// (acquire/filled keep their cursors, which a later cp.async tile of the launch uses, in step).
+// Rows of the last box past the task's end belong to the next task (or are zero-filled past
+// the tensor's end); boxes wholly past it are not loaded and hold stale values. Either way
+// their MMA rows/columns are computed and never stored.
+// Measured on the H100 (ramp sweep, GEMM2 launches): normal 256x128 2x faster than with the
+// 2048 per-stage cp.async of its gather, 128x128 1.2x, 128x256 unchanged (dev/kernel_notes.md).
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& params, uint8_t* ring,
+                                                       const StageBarriers& barriers,
+                                                       ProducerCursor& cursor,
+                                                       const TaskOfTile& work, bool multicast,
+                                                       uint32_t rank) {
+  using Traits = ConfigTraits<kConfig>;
+  static_assert(token_rows_by_box(kEpilogue, Traits::kTokenTile));
+  static_assert((kRowBoxRows * kRowBytes) % kSwizzleAtomBytes == 0,
+                "each row box starts on a swizzle atom, so its rows swizzle as the tile's");
+  const TileExtent extent = tile_extent<kConfig>(params, work);
+  const int boxes = (extent.valid_rows + kRowBoxRows - 1) / kRowBoxRows;
+  const uint32_t stage_bytes =
+      Traits::kWeightStageBytes + static_cast<uint32_t>(boxes * kRowBoxRows * kRowBytes);
+  const bool elected = threadIdx.x == 0;
+
+  const int k_end = extent.first_k_block + extent.k_blocks;
+  for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
+    cursor.acquire(barriers);
+    if (elected) {
+      uint64_t* full = barriers.full(cursor.stage);
+      const uint32_t stage_base =
+          ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+      ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
+                                            rank, k_block * kKTile);
+      const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
+      for (int box = 0; box < boxes; ++box) {
+        ptx::tma_load_2d(token_base + static_cast<uint32_t>(box * kRowBoxRows * kRowBytes),
+                         &params.row_box_map, full, k_block * kKTile,
+                         extent.first_row + box * kRowBoxRows);
+      }
+      if constexpr (kFullBarrierArrivals > 1) {
+        ptx::mbarrier_arrive_count(full, kFullBarrierArrivals - 1);
+      }
+    }
+    cursor.filled(Traits::kStages);
+  }
+}
+
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void produce_tile(const KernelParams& params, uint8_t* ring,
                                              const StageBarriers& barriers,
                                              ProducerCursor& cursor, const TaskOfTile& work,
                                              bool multicast, uint32_t rank) {
-  if constexpr (kTokenRowsByTma) {
+  if constexpr (token_rows_by_box(kEpilogue, ConfigTraits<kConfig>::kTokenTile)) {
+    produce_tile_row_boxes<kConfig, kEpilogue>(params, ring, barriers, cursor, work, multicast,
+                                               rank);
+  } else if constexpr (kTokenRowsByTma) {
     produce_tile_tma_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work, multicast,
                                               rank);
   } else {
@@ -239,7 +292,10 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
                               const StageBarriers& barriers) {
   if (threadIdx.x == 0) {
     for (int i = 0; i < kNumWeightMaps; ++i) ptx::tma_prefetch_descriptor(&params.weight_maps[i]);
-    ptx::tma_prefetch_descriptor(&params.token_map);
+    if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
+      ptx::tma_prefetch_descriptor(&params.row_box_map);
+    }
+    if constexpr (kTokenRowsByTma) ptx::tma_prefetch_descriptor(&params.token_map);
   }
   const uint32_t rank = ptx::cluster_cta_rank();
   ProducerCursor cursor;
