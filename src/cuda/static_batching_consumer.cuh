@@ -47,6 +47,18 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     }
   };
 
+  // The epilogue's row weights and destinations, requested now so that their dependent loads
+  // complete under the mainloop.
+  StagedRows<kConfig> staged_rows{};
+  SwappedTokens<kConfig> swapped_tokens{};
+  if constexpr (Traits::kSwapped) {
+    swapped_tokens = load_swapped_tokens<kConfig, kEpilogue>(params, extent);
+  } else {
+    if (params.bulk_stores) {
+      staged_rows = load_staged_rows<kConfig, kEpilogue>(params, extent, consumer_wg);
+    }
+  }
+
   typename Traits::Accumulators acc;
 #pragma unroll
   for (int r = 0; r < Traits::kRowBlocks; ++r) {
@@ -108,10 +120,11 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     return;  // another slice of this output tile completes it
   }
   if constexpr (Traits::kSwapped) {
-    store_tile_swapped<kConfig, kEpilogue>(params, extent, acc, consumer_wg);
+    store_tile_swapped<kConfig, kEpilogue>(params, extent, acc, swapped_tokens, consumer_wg);
   } else {
     if (params.bulk_stores) {
-      store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staging, consumer_wg);
+      store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staged_rows, staging,
+                                                   consumer_wg);
     } else {
       store_tile_normal<kConfig, kEpilogue>(params, extent, acc, consumer_wg);
     }

@@ -87,15 +87,61 @@ __device__ __forceinline__ void store_tile_normal(
   }
 }
 
+// What the staged epilogue reads from global memory for this thread's rows: the router
+// weights of its two fragment rows per 64-row block (GEMM2) and, for the 64 issuing threads,
+// where their output row goes (GEMM2 and the grouped GEMM: the slot's row, through
+// sorted_slots). consume_tile loads them before its mainloop, so these dependent loads
+// overlap the MMAs instead of opening the epilogue: on the H100 (ncu, qwen3-30b-a3b T=8192
+// GEMM2) ~6% of the kernel's warp samples waited on them there.
+template <int kConfig>
+struct StagedRows {
+  float row_scale[ConfigTraits<kConfig>::kRowBlocks][2];
+  char* out_row[ConfigTraits<kConfig>::kRowBlocks];
+};
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ StagedRows<kConfig> load_staged_rows(const KernelParams& params,
+                                                               const TileExtent& extent,
+                                                               int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  constexpr bool kSilu = kEpilogue == GemmEpilogue::kSiluGateUp;
+  const int thread = static_cast<int>(threadIdx.x & 127);
+  const int warp = thread / 32;
+  const int lane = thread & 31;
+  StagedRows<kConfig> rows;
+#pragma unroll
+  for (int r = 0; r < Traits::kRowBlocks; ++r) {
+    const int row_base = (consumer_wg * Traits::kRowBlocks + r) * 64;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
+      rows.row_scale[r][h] =
+          kEpilogue == GemmEpilogue::kRouterWeighted && row < extent.valid_rows
+              ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
+              : 1.0f;
+    }
+    // Thread t < 64 owns staging row t: tile row row_base + t.
+    rows.out_row[r] = nullptr;
+    if (thread < 64 && row_base + thread < extent.valid_rows) {
+      const int32_t sorted_row = extent.first_row + row_base + thread;
+      const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
+      rows.out_row[r] =
+          static_cast<char*>(params.out) + out_index * params.out_row_stride * int64_t{2};
+    }
+  }
+  return rows;
+}
+
 // Normal orientation through shared memory: the warpgroup writes its fragment (64 rows x one
 // 256-byte column pass) into its staging rows, then 64 threads each send one output row with
 // a bulk copy. The copies drain while the consumers run the next tile's mainloop; a staging
 // buffer is only rewritten after its previous copies have been read (wait_group.read).
+// `rows`: load_staged_rows, loaded before the mainloop.
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_normal_staged(
     const KernelParams& params, const TileExtent& extent,
-    const typename ConfigTraits<kConfig>::Accumulators& accumulators, uint8_t* staging,
-    int consumer_wg) {
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators,
+    const StagedRows<kConfig>& rows, uint8_t* staging, int consumer_wg) {
   using Traits = ConfigTraits<kConfig>;
   constexpr bool kSilu = kEpilogue == GemmEpilogue::kSiluGateUp;
   constexpr bool kWeighted = kEpilogue == GemmEpilogue::kRouterWeighted;
@@ -123,26 +169,10 @@ __device__ __forceinline__ void store_tile_normal_staged(
     const int row_base = (consumer_wg * Traits::kRowBlocks + r) * 64;
     if (row_base >= extent.valid_rows) break;  // warpgroup-uniform: nothing left to store
 
-    float row_scale[2] = {1.0f, 1.0f};
-    if constexpr (kWeighted) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
-        row_scale[h] =
-            row < extent.valid_rows
-                ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
-                : 0.0f;
-      }
-    }
-
+    const float(&row_scale)[2] = rows.row_scale[r];
     // Thread t < 64 owns staging row t: tile row row_base + t.
-    const bool issuer = thread < 64 && row_base + thread < extent.valid_rows;
-    char* out_row = nullptr;
-    if (issuer) {
-      const int32_t sorted_row = extent.first_row + row_base + thread;
-      const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
-      out_row = static_cast<char*>(params.out) + out_index * params.out_row_stride * kElementBytes;
-    }
+    char* out_row = rows.out_row[r];
+    const bool issuer = out_row != nullptr;
 
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
@@ -193,10 +223,52 @@ __device__ __forceinline__ void store_tile_normal_staged(
   }
 }
 
+// The swapped epilogue's per-token reads (slot, router weight) for this thread's token
+// columns, loaded before the mainloop like StagedRows: in a decode GEMM2 every CTA runs one
+// short tile, so these dependent loads would otherwise add their latency to the kernel's end.
+// Only tiles of <= 64 tokens (at most 32 registers); wider ones load in the epilogue.
+template <int kConfig>
+struct SwappedTokens {
+  static constexpr bool kHoisted = ConfigTraits<kConfig>::kTokenTile <= 64;
+  static constexpr int kColumns = kHoisted ? ConfigTraits<kConfig>::kTokenTile / 4 : 1;
+  int32_t slot[kColumns];
+  float weight[kColumns];
+};
+
+template <int kConfig, GemmEpilogue kEpilogue>
+__device__ __forceinline__ SwappedTokens<kConfig> load_swapped_tokens(const KernelParams& params,
+                                                                     const TileExtent& extent) {
+  using Traits = ConfigTraits<kConfig>;
+  SwappedTokens<kConfig> tokens{};
+  if constexpr (SwappedTokens<kConfig>::kHoisted && kEpilogue != GemmEpilogue::kSiluGateUp) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+#pragma unroll
+    for (int i = 0; i < Traits::kTokenTile / 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int token = 8 * i + 2 * (lane & 3) + e;
+        int32_t slot = -1;
+        float weight = 1.0f;
+        if (token < extent.valid_rows) {
+          slot = params.routing.sorted_slots[extent.first_row + token];
+          if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
+            weight = params.topk_weights[slot];
+          }
+        }
+        tokens.slot[2 * i + e] = slot;
+        tokens.weight[2 * i + e] = weight;
+      }
+    }
+  }
+  return tokens;
+}
+
+// `tokens`: load_swapped_tokens, loaded before the mainloop.
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_swapped(
     const KernelParams& params, const TileExtent& extent,
-    const typename ConfigTraits<kConfig>::Accumulators& accumulators, int consumer_wg) {
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators,
+    const SwappedTokens<kConfig>& tokens, int consumer_wg) {
   using Traits = ConfigTraits<kConfig>;
   const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[0];  // 64 weight rows
   const int warp = static_cast<int>((threadIdx.x / 32) & 3);
@@ -221,9 +293,15 @@ __device__ __forceinline__ void store_tile_swapped(
           out_row[column] = __float2bfloat16_rn(silu_times(acc[4 * i + e], acc[4 * i + 2 + e]));
         }
       } else {
-        const int32_t slot = params.routing.sorted_slots[sorted_row];
-        const float weight =
-            kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
+        int32_t slot;
+        float weight;
+        if constexpr (SwappedTokens<kConfig>::kHoisted) {
+          slot = tokens.slot[2 * i + e];
+          weight = tokens.weight[2 * i + e];
+        } else {
+          slot = params.routing.sorted_slots[sorted_row];
+          weight = kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
+        }
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int32_t feature =
