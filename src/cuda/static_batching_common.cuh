@@ -134,6 +134,14 @@ struct ConfigTraits {
   static_assert(kTokenTile % 8 == 0, "token rows fill whole swizzle atoms");
 };
 
+// Shared-memory address of ring slot `stage` for config kConfig: a config's stages start at the
+// ring's base, kStageBytes apart (weight tile first, then the token tile). Producer and
+// consumers both address a slot through this.
+template <int kConfig>
+__device__ __forceinline__ uint32_t stage_address(uint32_t ring_base, int stage) {
+  return ring_base + static_cast<uint32_t>(stage * ConfigTraits<kConfig>::kStageBytes);
+}
+
 // The configs one launch compiles, as catalog indices; a task's `config` field is a position
 // in this list (GemmPlanSpec::configs of the plan).
 template <int... kIndices>

@@ -71,8 +71,7 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     cursor.wait_full(barriers);
     // cp.async token rows arrive through the generic proxy; wgmma reads through the async one.
     if constexpr (!kTokenRowsByTma) ptx::fence_proxy_async_shared();
-    const uint32_t stage_base =
-        ring_base + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    const uint32_t stage_base = stage_address<kConfig>(ring_base, cursor.stage);
     const uint32_t weight_base = stage_base;
     const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
     // This warpgroup's MMA rows: normal -> its token rows, swapped -> its weight rows.

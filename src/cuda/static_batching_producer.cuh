@@ -112,8 +112,7 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
   for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
     cursor.acquire(barriers);
     uint64_t* full = barriers.full(cursor.stage);
-    const uint32_t stage_base =
-        ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
       // Multicast or not, the whole weight tile lands in this CTA's stage.
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
@@ -186,8 +185,7 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
   for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
     cursor.acquire(barriers);
     uint64_t* full = barriers.full(cursor.stage);
-    const uint32_t stage_base =
-        ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+    const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
       ptx::mbarrier_arrive_expect_tx(full, Traits::kWeightStageBytes);
       issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
@@ -239,8 +237,7 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
     cursor.acquire(barriers);
     if (elected) {
       uint64_t* full = barriers.full(cursor.stage);
-      const uint32_t stage_base =
-          ptx::smem_address(ring) + static_cast<uint32_t>(cursor.stage * Traits::kStageBytes);
+      const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
       issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
                                             rank, k_block * kKTile);
