@@ -2,8 +2,9 @@
 // each tile config (any catalog entry) and of a launch's config set, the shared-memory layout
 // and the typed pipeline cursors.
 //
-// Roles: warpgroup 0 produces (TMA weight tiles + cp.async token rows into a ring of stages),
-// the one or two consumer warpgroups after it multiply (wgmma) and run the epilogue.
+// Roles: warpgroup 0 produces (TMA weight tiles + token rows into a ring of stages: gathered by
+// cp.async, or TMA row boxes for GEMM2's consecutive rows), the one or two consumer warpgroups
+// after it multiply (wgmma) and run the epilogue.
 #pragma once
 
 #include <cuda.h>
