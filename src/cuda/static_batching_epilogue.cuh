@@ -21,6 +21,34 @@
 
 namespace ramp::cuda::detail {
 
+// The fragment layout above, written once: the row (within a 64-row MMA block) of half h, and
+// the column of accumulator pair i, element e.
+__device__ __forceinline__ int fragment_row(int warp, int lane, int h) {
+  return warp * 16 + (lane >> 2) + 8 * h;
+}
+__device__ __forceinline__ int fragment_column(int i, int lane, int e) {
+  return 8 * i + 2 * (lane & 3) + e;
+}
+// Normal orientation: the first tile row of this warpgroup's 64-row MMA block r.
+template <int kConfig>
+__device__ __forceinline__ int row_block_base(int consumer_wg, int r) {
+  return (consumer_wg * ConfigTraits<kConfig>::kRowBlocks + r) * 64;
+}
+
+// Where the token at sorted row `sorted_row` writes (its slot) and the router weight its GEMM2
+// output is scaled by (1 for the grouped GEMM). Not for GEMM1, which writes sorted rows.
+struct SlotAndWeight {
+  int32_t slot;
+  float weight;
+};
+template <GemmEpilogue kEpilogue>
+__device__ __forceinline__ SlotAndWeight slot_and_weight(const KernelParams& params,
+                                                         int32_t sorted_row) {
+  static_assert(kEpilogue != GemmEpilogue::kSiluGateUp, "GEMM1 stores by sorted row");
+  const int32_t slot = params.routing.sorted_slots[sorted_row];
+  return {slot, kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f};
+}
+
 __device__ __forceinline__ float silu_times(float gate, float up) {
   return gate / (1.0f + __expf(-gate)) * up;
 }
@@ -43,14 +71,14 @@ __device__ __forceinline__ void store_tile_normal(
   using Traits = ConfigTraits<kConfig>;
   const int warp = static_cast<int>((threadIdx.x / 32) & 3);
   const int lane = static_cast<int>(threadIdx.x & 31);
-  const int column_in_pair = 2 * (lane & 3);
+  const int column_in_pair = fragment_column(0, lane, 0);  // within each 8-column block
   const int32_t n_total = params.out_features;
 #pragma unroll
   for (int r = 0; r < Traits::kRowBlocks; ++r) {
     const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int row = (consumer_wg * Traits::kRowBlocks + r) * 64 + warp * 16 + (lane >> 2) + 8 * h;
+      const int row = row_block_base<kConfig>(consumer_wg, r) + fragment_row(warp, lane, h);
       if (row >= extent.valid_rows) continue;
       const int32_t sorted_row = extent.first_row + row;
       if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
@@ -66,10 +94,8 @@ __device__ __forceinline__ void store_tile_normal(
                      silu_times(g0, u0), silu_times(g1, u1), params.paired_stores);
         }
       } else {
-        const int32_t slot = params.routing.sorted_slots[sorted_row];
+        const auto [slot, weight] = slot_and_weight<kEpilogue>(params, sorted_row);
         const int32_t feature_base = extent.feature_block * Traits::kFeatureTile + column_in_pair;
-        const float weight =
-            kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
         __nv_bfloat16* out_row =
             static_cast<__nv_bfloat16*>(params.out) + slot * params.out_row_stride;
 #pragma unroll
@@ -111,20 +137,23 @@ __device__ __forceinline__ StagedRows<kConfig> load_staged_rows(const KernelPara
   StagedRows<kConfig> rows;
 #pragma unroll
   for (int r = 0; r < Traits::kRowBlocks; ++r) {
-    const int row_base = (consumer_wg * Traits::kRowBlocks + r) * 64;
+    const int row_base = row_block_base<kConfig>(consumer_wg, r);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int row = row_base + warp * 16 + (lane >> 2) + 8 * h;
-      rows.row_scale[r][h] =
-          kEpilogue == GemmEpilogue::kRouterWeighted && row < extent.valid_rows
-              ? params.topk_weights[params.routing.sorted_slots[extent.first_row + row]]
-              : 1.0f;
+      const int row = row_base + fragment_row(warp, lane, h);
+      rows.row_scale[r][h] = 1.0f;
+      if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
+        if (row < extent.valid_rows) {
+          rows.row_scale[r][h] = slot_and_weight<kEpilogue>(params, extent.first_row + row).weight;
+        }
+      }
     }
     // Thread t < 64 owns staging row t: tile row row_base + t.
     rows.out_row[r] = nullptr;
     if (thread < 64 && row_base + thread < extent.valid_rows) {
       const int32_t sorted_row = extent.first_row + row_base + thread;
-      const int64_t out_index = kSilu ? sorted_row : params.routing.sorted_slots[sorted_row];
+      int64_t out_index = sorted_row;
+      if constexpr (!kSilu) out_index = params.routing.sorted_slots[sorted_row];
       rows.out_row[r] =
           static_cast<char*>(params.out) + out_index * params.out_row_stride * int64_t{2};
     }
@@ -156,7 +185,7 @@ __device__ __forceinline__ void store_tile_normal_staged(
   const int thread = static_cast<int>(threadIdx.x & 127);
   const int warp = thread / 32;
   const int lane = thread & 31;
-  const int column_in_pair = 2 * (lane & 3);
+  const int column_in_pair = fragment_column(0, lane, 0);  // within each 8-column block
   const uint32_t barrier_id = 1 + static_cast<uint32_t>(consumer_wg);
   const int32_t column_limit = kSilu ? params.out_features / 2 : params.out_features;
   const int32_t tile_first_column = extent.feature_block * kOutColumns;
@@ -166,7 +195,7 @@ __device__ __forceinline__ void store_tile_normal_staged(
 #pragma unroll
   for (int r = 0; r < Traits::kRowBlocks; ++r) {
     const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
-    const int row_base = (consumer_wg * Traits::kRowBlocks + r) * 64;
+    const int row_base = row_block_base<kConfig>(consumer_wg, r);
     if (row_base >= extent.valid_rows) break;  // warpgroup-uniform: nothing left to store
 
     const float(&row_scale)[2] = rows.row_scale[r];
@@ -180,7 +209,7 @@ __device__ __forceinline__ void store_tile_normal_staged(
       ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        uint8_t* row = staging + (warp * 16 + (lane >> 2) + 8 * h) * kStagingRowStride;
+        uint8_t* row = staging + fragment_row(warp, lane, h) * kStagingRowStride;
         if constexpr (kSilu) {
 #pragma unroll
           for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
@@ -246,17 +275,13 @@ __device__ __forceinline__ SwappedTokens<kConfig> load_swapped_tokens(const Kern
     for (int i = 0; i < Traits::kTokenTile / 8; ++i) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int token = 8 * i + 2 * (lane & 3) + e;
-        int32_t slot = -1;
-        float weight = 1.0f;
+        const int token = fragment_column(i, lane, e);
+        SlotAndWeight read{-1, 1.0f};
         if (token < extent.valid_rows) {
-          slot = params.routing.sorted_slots[extent.first_row + token];
-          if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
-            weight = params.topk_weights[slot];
-          }
+          read = slot_and_weight<kEpilogue>(params, extent.first_row + token);
         }
-        tokens.slot[2 * i + e] = slot;
-        tokens.weight[2 * i + e] = weight;
+        tokens.slot[2 * i + e] = read.slot;
+        tokens.weight[2 * i + e] = read.weight;
       }
     }
   }
@@ -274,12 +299,12 @@ __device__ __forceinline__ void store_tile_swapped(
   const int warp = static_cast<int>((threadIdx.x / 32) & 3);
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int32_t n_total = params.out_features;
-  const int weight_row_lo = consumer_wg * 64 + warp * 16 + (lane >> 2);
+  const int weight_row_lo = consumer_wg * 64 + fragment_row(warp, lane, 0);
 #pragma unroll
   for (int i = 0; i < Traits::kTokenTile / 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const int token = 8 * i + 2 * (lane & 3) + e;
+      const int token = fragment_column(i, lane, e);
       if (token >= extent.valid_rows) continue;
       const int32_t sorted_row = extent.first_row + token;
       if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
@@ -293,15 +318,13 @@ __device__ __forceinline__ void store_tile_swapped(
           out_row[column] = __float2bfloat16_rn(silu_times(acc[4 * i + e], acc[4 * i + 2 + e]));
         }
       } else {
-        int32_t slot;
-        float weight;
+        SlotAndWeight read;
         if constexpr (SwappedTokens<kConfig>::kHoisted) {
-          slot = tokens.slot[2 * i + e];
-          weight = tokens.weight[2 * i + e];
+          read = {tokens.slot[2 * i + e], tokens.weight[2 * i + e]};
         } else {
-          slot = params.routing.sorted_slots[sorted_row];
-          weight = kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f;
+          read = slot_and_weight<kEpilogue>(params, sorted_row);
         }
+        const auto [slot, weight] = read;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int32_t feature =
