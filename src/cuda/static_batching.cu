@@ -93,6 +93,26 @@ Status encode_row_box_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   return Status::ok();
 }
 
+// GEMM1's output, the intermediate [S, columns = I] in sorted rows, for the epilogue's tensor
+// stores (KernelParams::out_box_map / out_row_map).
+Status encode_sorted_output_maps(const StaticBatchedGemm& gemm, int32_t columns,
+                                 KernelParams* params) {
+  const int64_t rows = gemm.routing.num_slots < 1 ? 1 : gemm.routing.num_slots;
+  const uint64_t dims[2] = {static_cast<uint64_t>(columns), static_cast<uint64_t>(rows)};
+  const uint64_t strides[1] = {static_cast<uint64_t>(gemm.out_row_stride) * 2};
+  const uint32_t box[2] = {static_cast<uint32_t>(kStoreBoxColumns),
+                           static_cast<uint32_t>(kStoreBoxRows)};
+  const uint32_t row[2] = {static_cast<uint32_t>(kStoreBoxColumns), 1};
+  if (!ptx::encode_bf16_tile_map_swizzle128(&params->out_box_map, gemm.out, 2, dims, strides, box) ||
+      !ptx::encode_bf16_tile_map_swizzle128(&params->out_row_map, gemm.out, 2, dims, strides, row)) {
+    return invalid(ErrorCode::kCudaError,
+                   "cuTensorMapEncodeTiled rejected the sorted-row output or no driver entry "
+                   "point; rows=" + std::to_string(rows) + " columns=" + std::to_string(columns) +
+                       " row stride=" + std::to_string(gemm.out_row_stride));
+  }
+  return Status::ok();
+}
+
 const SetLaunchers* catalog_launchers() {
   static const std::vector<SetLaunchers> table = [] {
     std::vector<SetLaunchers> entries(static_cast<size_t>(dispatch::kCatalogSize));
@@ -249,6 +269,9 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
   params.paired_stores = aligned(gemm.out, 2 * out_element) && gemm.out_row_stride % 2 == 0 &&
                          stored_columns % 2 == 0;
   params.bulk_stores = aligned(gemm.out, 16) && (gemm.out_row_stride * out_element) % 16 == 0;
+  if (params.bulk_stores && gemm.epilogue == GemmEpilogue::kSiluGateUp) {
+    RAMP_TRY(detail::encode_sorted_output_maps(gemm, stored_columns, &params));
+  }
 
   bool overlap = gemm.after_ramp_kernel;
   if (launchers.split_k) {

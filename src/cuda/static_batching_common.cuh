@@ -73,6 +73,11 @@ struct KernelParams {
   CUtensorMap token_map;                    // a as [rows, K], box 64 k x 1 row
   // a as [rows, K] in boxes of 64 k x kRowBoxRows rows; encoded for kRouterWeighted only.
   CUtensorMap row_box_map;
+  // GEMM1's output (the intermediate [S, I], sorted rows) for TMA tensor stores, encoded when
+  // bulk_stores: boxes of 64 columns x kStoreBoxRows rows, and of 64 columns x 1 row for the
+  // rows of a block that a task ends inside (the next rows belong to the next task).
+  CUtensorMap out_box_map;
+  CUtensorMap out_row_map;
   RoutingView routing;
   TaskMapView task_map;
   const __nv_bfloat16* a;
@@ -135,6 +140,13 @@ struct ConfigTraits {
   static_assert(kTokenTile % 8 == 0, "token rows fill whole swizzle atoms");
 };
 
+// 16-byte chunk `chunk` of row `row` in a 128-byte-swizzled tile (the pattern TMA's
+// SWIZZLE_128B reads and writes and the wgmma descriptors read: chunk index XOR row mod 8).
+// The producer's cp.async gather writes it; GEMM1's epilogue stages its boxes in it.
+__device__ __forceinline__ uint32_t swizzled_chunk_offset(int row, int chunk) {
+  return static_cast<uint32_t>(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
+}
+
 // Shared-memory address of ring slot `stage` for config kConfig: a config's stages start at the
 // ring's base, kStageBytes apart (weight tile first, then the token tile). Producer and
 // consumers both address a slot through this.
@@ -169,6 +181,15 @@ inline constexpr int kStagingBytesPerWarpgroup = 64 * kStagingRowStride;
 static_assert(kStagingBytesPerWarpgroup == dispatch::kEpilogueStagingBytesPerWarpgroup,
               "dispatch/catalog.h sizes the epilogue staging differently from the kernel");
 static_assert(kStagingRowStride % 16 == 0, "bulk copies need 16-byte aligned rows");
+// GEMM1 stages its output in the same buffer as boxes of 64 rows x 64 columns (128 bytes, the
+// 128-byte swizzle's span), box after box, for one tensor store per box.
+inline constexpr int kStoreBoxRows = 64;
+inline constexpr int kStoreBoxColumns = 64;
+inline constexpr int kStoreBoxBytes = kStoreBoxRows * kStoreBoxColumns * 2;
+static_assert(kStoreBoxColumns * 2 == kRowBytes, "a box row is one swizzled 128-byte row");
+static_assert(kStagingBytesPerWarpgroup % kSwizzleAtomBytes == 0,
+              "each warpgroup's staging starts on a swizzle atom (the boxes' swizzle follows "
+              "the shared-memory address)");
 
 // Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
 // elected thread's arrive.expect_tx for the weight TMA. Row boxes (token_rows_by_box): the
@@ -226,7 +247,8 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
                 "setmaxnreg budgets must fit the registers the CTA was launched with");
 
   static_assert(kRing % kSwizzleAtomBytes == 0);
-  static_assert(kStaging % 16 == 0, "bulk copies need 16-byte aligned rows");
+  static_assert(kStaging % kSwizzleAtomBytes == 0,
+                "bulk copies need 16-byte aligned rows; swizzled store boxes 1024-byte ones");
   static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
   static_assert(kAllocationBytes <= dispatch::kMaxSharedBytesPerBlock,
                 "over Hopper's per-block shared memory");

@@ -53,7 +53,7 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
   SwappedTokens<kConfig> swapped_tokens{};
   if constexpr (Traits::kSwapped) {
     swapped_tokens = load_swapped_tokens<kConfig, kEpilogue>(params, extent);
-  } else {
+  } else if constexpr (kEpilogue != GemmEpilogue::kSiluGateUp || !kSiluStoresByBox<kConfig>) {
     if (params.bulk_stores) {
       staged_rows = load_staged_rows<kConfig, kEpilogue>(params, extent, consumer_wg);
     }
@@ -122,8 +122,12 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     store_tile_swapped<kConfig, kEpilogue>(params, extent, acc, swapped_tokens, consumer_wg);
   } else {
     if (params.bulk_stores) {
-      store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staged_rows, staging,
-                                                   consumer_wg);
+      if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp && kSiluStoresByBox<kConfig>) {
+        store_tile_silu_boxes<kConfig>(params, extent, acc, staging, consumer_wg);
+      } else {
+        store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staged_rows, staging,
+                                                     consumer_wg);
+      }
     } else {
       store_tile_normal<kConfig, kEpilogue>(params, extent, acc, consumer_wg);
     }

@@ -1,4 +1,5 @@
-// Epilogues: accumulators (wgmma fragment order) -> global memory, straight from registers.
+// Epilogues: accumulators (wgmma fragment order) -> global memory, straight from registers or
+// staged in shared memory (bulk row copies; tensor-store boxes for GEMM1's sorted rows).
 //
 // Fragment of one 64-row MMA block (a consumer warpgroup owns one, or two for 128-row normal
 // tiles): warp w holds rows 16w + lane/4 (h = 0) and 16w + lane/4 + 8 (h = 1); accumulator
@@ -16,6 +17,7 @@
 #include "cuda/ptx/fence.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/named_barrier.h"
+#include "cuda/ptx/tma.h"
 #include "cuda/static_batching_common.cuh"
 #include "cuda/static_batching_schedule.cuh"
 
@@ -253,6 +255,101 @@ __device__ __forceinline__ void store_tile_normal_staged(
           ptx::bulk_commit_group();
         }
       }
+    }
+  }
+}
+
+// GEMM1 (SiLU(gate) * up), normal orientation, through shared memory and TMA tensor stores.
+// Its outputs are sorted rows, so a 64-row block of a tile is a box of the intermediate: the
+// warpgroup writes its fragment into the staging as boxes of 64 rows x 64 columns, 128-byte
+// swizzled (conflict-free: the 8 rows a warp writes at once land in 8 different chunks), and
+// one thread per box sends it with one tensor store. A block that its task ends inside goes row by row (1-row boxes; the swizzle follows
+// the shared-memory address, so a row's box reads it in place): the rows after the task's end
+// belong to the next task's tiles.
+// On the H100 the 64 per-row bulk copies this replaces took ~2.5k cycles per tile to issue
+// (clock64 timeline, dev/kernel_notes.md session 5). Tiles of fewer than 64 output columns
+// (64-wide feature tiles) keep the row copies of store_tile_normal_staged.
+// GEMM2 could store the same way if its rows were sorted rows: measured and not kept
+// (dev/experiments/gemm2_sorted_rows_tensor_stores.patch).
+template <int kConfig>
+inline constexpr bool kSiluStoresByBox =
+    (ConfigTraits<kConfig>::kFeatureTile / 2) % kStoreBoxColumns == 0;
+
+template <int kConfig>
+__device__ __forceinline__ void store_tile_silu_boxes(
+    const KernelParams& params, const TileExtent& extent,
+    const typename ConfigTraits<kConfig>::Accumulators& accumulators, uint8_t* staging,
+    int consumer_wg) {
+  using Traits = ConfigTraits<kConfig>;
+  static_assert(kSiluStoresByBox<kConfig>);
+  constexpr int kOutColumns = Traits::kFeatureTile / 2;
+  constexpr int kBoxes = kOutColumns / kStoreBoxColumns;
+  static_assert(kBoxes * kStoreBoxBytes <= kStagingBytesPerWarpgroup,
+                "the staging holds one 64-row block's boxes");
+  static_assert(kStoreBoxRows == 64, "a box holds one 64-row MMA block");
+
+  const int thread = static_cast<int>(threadIdx.x & 127);
+  const int warp = thread / 32;
+  const int lane = thread & 31;
+  const int column_in_pair = fragment_column(0, lane, 0);  // within each 8-column block
+  const uint32_t barrier_id = 1 + static_cast<uint32_t>(consumer_wg);
+  const int32_t column_limit = params.out_features / 2;
+  const int32_t tile_first_column = extent.feature_block * kOutColumns;
+  const uint32_t staging_base = ptx::smem_address(staging);
+  // Output column 8c + column_in_pair (c: 8-column block): box c / 8, 16-byte chunk c % 8.
+  auto staged_pair = [&](int c, int row) -> __nv_bfloat162* {
+    const uint32_t offset = static_cast<uint32_t>((c / 8) * kStoreBoxBytes) +
+                            swizzled_chunk_offset(row, c % 8) +
+                            static_cast<uint32_t>(column_in_pair * 2);
+    return reinterpret_cast<__nv_bfloat162*>(staging + offset);
+  };
+
+#pragma unroll
+  for (int r = 0; r < Traits::kRowBlocks; ++r) {
+    const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
+    const int row_base = row_block_base<kConfig>(consumer_wg, r);
+    if (row_base >= extent.valid_rows) break;  // warpgroup-uniform: nothing left to store
+    const int rows_here = min_i32(kStoreBoxRows, extent.valid_rows - row_base);
+    const int32_t first_sorted_row = extent.first_row + row_base;
+
+    // The previous block's (or tile's) stores must have read the staging.
+    if (thread < kStoreBoxRows) ptx::bulk_wait_group_read<0>();
+    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = fragment_row(warp, lane, h);
+#pragma unroll
+      for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
+        const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
+        const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
+        *staged_pair(b, row) = __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
+      }
+    }
+    ptx::fence_proxy_async_shared();  // the tensor stores read the staging (async proxy)
+    ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+
+    if (rows_here == kStoreBoxRows) {
+      if (thread < kBoxes) {
+        const int32_t column = tile_first_column + thread * kStoreBoxColumns;
+        if (column < column_limit) {
+          ptx::tma_store_2d(&params.out_box_map,
+                            staging_base + static_cast<uint32_t>(thread * kStoreBoxBytes), column,
+                            first_sorted_row);
+          ptx::bulk_commit_group();
+        }
+      }
+    } else if (thread < rows_here) {
+#pragma unroll
+      for (int box = 0; box < kBoxes; ++box) {
+        const int32_t column = tile_first_column + box * kStoreBoxColumns;
+        if (column < column_limit) {
+          ptx::tma_store_2d(&params.out_row_map,
+                            staging_base + static_cast<uint32_t>(box * kStoreBoxBytes +
+                                                                 thread * kRowBytes),
+                            column, first_sorted_row + thread);
+        }
+      }
+      ptx::bulk_commit_group();
     }
   }
 }

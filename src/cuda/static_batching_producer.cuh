@@ -15,12 +15,6 @@
 
 namespace ramp::cuda::detail {
 
-// 16-byte chunk `chunk` of row `row` in a 128-byte-swizzled tile (the pattern TMA's
-// SWIZZLE_128B writes and the wgmma descriptors read: chunk index XOR row mod 8).
-__device__ __forceinline__ uint32_t swizzled_chunk_offset(int row, int chunk) {
-  return static_cast<uint32_t>(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
-}
-
 template <GemmEpilogue kEpilogue>
 __device__ __forceinline__ void load_weight_tile(const KernelParams& params, uint32_t smem_dst,
                                                  uint64_t* full_barrier, int map_index,

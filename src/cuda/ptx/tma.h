@@ -1,5 +1,5 @@
-// TMA (cp.async.bulk.tensor): tile loads global -> shared that complete on an mbarrier, and the
-// host-side creation of the tensor maps that describe them.
+// TMA (cp.async.bulk.tensor): tile loads global -> shared that complete on an mbarrier, tile
+// stores shared -> global, and the host-side creation of the tensor maps that describe them.
 //
 // Tensor maps are encoded through cudaGetDriverEntryPointByVersion so nothing links libcuda:
 // binaries load on machines without a driver (CI) and report "no device" at run time.
@@ -68,6 +68,17 @@ __device__ __forceinline__ void tma_load_5d_multicast(uint32_t smem_dst, const C
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_address(barrier)), "h"(cta_mask), "r"(c0),
       "r"(c1), "r"(c2), "r"(c3), "r"(c4)
       : "memory");
+}
+
+// 2-D tile store shared -> global (the map's swizzle un-applied on the way), completing as a
+// bulk group of this thread: cp.async.bulk.commit_group / wait_group(.read) in bulk_copy.h.
+// Elements outside the tensor are not written.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t smem_src, int32_t c0,
+                                             int32_t c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(smem_src), "r"(c0), "r"(c1)
+               : "memory");
 }
 
 // Pulls the descriptor into the constant cache before the first copy that uses it.
