@@ -60,6 +60,15 @@ __device__ __forceinline__ float silu_times(float gate, float up) {
   return __fdividef(gate, 1.0f + __expf(-gate)) * up;
 }
 
+// Normal orientation, GEMM1: SiLU(gate) * up of output columns 8b + column_in_pair and the
+// next one, fragment half h. The gate values are accumulators 8b + 2h (+1), their up values
+// 8b + 4 + 2h (+1): column blocks 2b and 2b + 1 of the interleaved weight tile (file top).
+template <int kAccumulators>
+__device__ __forceinline__ float2 silu_pair(const float (&acc)[kAccumulators], int b, int h) {
+  return make_float2(silu_times(acc[8 * b + 2 * h], acc[8 * b + 4 + 2 * h]),
+                     silu_times(acc[8 * b + 2 * h + 1], acc[8 * b + 4 + 2 * h + 1]));
+}
+
 // Two adjacent output columns (n, n+1) of one row; `paired` when a vector store is legal.
 __device__ __forceinline__ void store_pair(__nv_bfloat16* row, int32_t n, int32_t limit,
                                            float v0, float v1, bool paired) {
@@ -95,10 +104,9 @@ __device__ __forceinline__ void store_tile_normal(
         const int32_t column_base = extent.feature_block * (Traits::kFeatureTile / 2);
 #pragma unroll
         for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
-          const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
-          const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
-          store_pair(out_row, column_base + 8 * b + column_in_pair, intermediate,
-                     silu_times(g0, u0), silu_times(g1, u1), params.paired_stores);
+          const float2 v = silu_pair(acc, b, h);
+          store_pair(out_row, column_base + 8 * b + column_in_pair, intermediate, v.x, v.y,
+                     params.paired_stores);
         }
       } else {
         const auto [slot, weight] = slot_and_weight<kEpilogue>(params, sorted_row);
@@ -220,10 +228,8 @@ __device__ __forceinline__ void store_tile_normal_staged(
         if constexpr (kSilu) {
 #pragma unroll
           for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
-            const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
-            const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
             *reinterpret_cast<__nv_bfloat162*>(row + (8 * b + column_in_pair) * 2) =
-                __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
+                __float22bfloat162_rn(silu_pair(acc, b, h));
           }
         } else {
 #pragma unroll
@@ -263,9 +269,9 @@ __device__ __forceinline__ void store_tile_normal_staged(
 // Its outputs are sorted rows, so a 64-row block of a tile is a box of the intermediate: the
 // warpgroup writes its fragment into the staging as boxes of 64 rows x 64 columns, 128-byte
 // swizzled (conflict-free: the 8 rows a warp writes at once land in 8 different chunks), and
-// one thread per box sends it with one tensor store. A block that its task ends inside goes row by row (1-row boxes; the swizzle follows
-// the shared-memory address, so a row's box reads it in place): the rows after the task's end
-// belong to the next task's tiles.
+// one thread per box sends it with one tensor store. A block that its task ends inside goes
+// row by row (1-row boxes; the swizzle follows the shared-memory address, so a row's box reads
+// it in place): the rows after the task's end belong to the next task's tiles.
 // On the H100 the 64 per-row bulk copies this replaces took ~2.5k cycles per tile to issue
 // (clock64 timeline, dev/kernel_notes.md session 5). Tiles of fewer than 64 output columns
 // (64-wide feature tiles) keep the row copies of store_tile_normal_staged.
@@ -320,9 +326,7 @@ __device__ __forceinline__ void store_tile_silu_boxes(
       const int row = fragment_row(warp, lane, h);
 #pragma unroll
       for (int b = 0; b < Traits::kFeatureTile / 16; ++b) {
-        const float g0 = acc[8 * b + 2 * h], g1 = acc[8 * b + 2 * h + 1];
-        const float u0 = acc[8 * b + 4 + 2 * h], u1 = acc[8 * b + 4 + 2 * h + 1];
-        *staged_pair(b, row) = __floats2bfloat162_rn(silu_times(g0, u0), silu_times(g1, u1));
+        *staged_pair(b, row) = __float22bfloat162_rn(silu_pair(acc, b, h));
       }
     }
     ptx::fence_proxy_async_shared();  // the tensor stores read the staging (async proxy)
