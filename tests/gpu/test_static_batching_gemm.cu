@@ -600,5 +600,111 @@ std::vector<LayerCase> layer_cases() {
 INSTANTIATE_TEST_SUITE_P(Layer, LayerGemmTest, ::testing::ValuesIn(layer_cases()),
                          [](const auto& info) { return layer_case_name(info.param); });
 
+// GEMM1 writes whole 64-row boxes where a block lies inside its task and 1-row boxes where the
+// task ends inside the block. A full box there would overwrite the next task's first rows; in
+// a normal launch that task's own store may land later and hide it. Here the task map keeps
+// only the task of expert 0 (70 rows: one full block, then 6 rows of the next), so expert 1's
+// rows 70..99 stay inside the output tensor but nothing should write them: they must keep the
+// poison bit for bit, whatever the order of the stores. Every builtin config and every compiled
+// catalog entry, alone.
+TEST(StaticBatchedGemm, Gemm1PartialBlockLeavesTheNextTasksRowsAlone) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  constexpr int32_t kTokens = 100, kFirstExpertRows = 70, kExperts = 2;
+  constexpr int32_t H = 256, I = 256;  // K/64 = 4: every split-K entry divides it
+  workloads::Routing routing;
+  routing.num_tokens = kTokens;
+  routing.top_k = 1;
+  routing.num_experts = kExperts;
+  for (int32_t t = 0; t < kTokens; ++t) {
+    routing.topk_ids.push_back(t < kFirstExpertRows ? 0 : 1);
+    routing.topk_weights.push_back(1.0f);
+  }
+  std::vector<bf16> hidden(static_cast<size_t>(kTokens) * H),
+      w13(static_cast<size_t>(kExperts) * 2 * I * H);
+  workloads::fill_random_bf16(hidden, 71, 1.0f);
+  workloads::fill_random_bf16(w13, 72, 0.15f);
+
+  std::vector<int32_t> modes;
+  for (int32_t config = 0; config < dispatch::kNumBuiltinConfigs; ++config) modes.push_back(config);
+  for (const int32_t index : dispatch::compiled_catalog_indices()) modes.push_back(kCatalogMode + index);
+  for (const int32_t mode : modes) {
+    SCOPED_TRACE(config_name(mode));
+    Plan plan;
+    ASSERT_TRUE(build_plan(routing, mode, {{2 * I, H}}, ExpertOrder::kHalfInterval, &plan).is_ok());
+    // The host plan's bytes with GEMM1's task map cut down to expert 0's task.
+    const auto plan_bytes = plan.bytes();
+    std::vector<std::byte> host(plan_bytes.begin(), plan_bytes.end());
+    const PlanLayout layout = plan_layout(kExperts, kTokens, plan.num_gemms());
+    TaskMapView map = task_map_view_at(host.data() + layout.task_maps[0], plan.task_map(0).max_tasks);
+    ASSERT_EQ(map.header->num_tasks, 2);
+    const int32_t kept = map.tasks[0].expert == 0 ? 0 : 1;
+    const int32_t kept_tiles = map.tile_prefix[kept] - (kept == 0 ? 0 : map.tile_prefix[0]);
+    ASSERT_EQ(map.tasks[kept].row_begin, 0);
+    ASSERT_EQ(map.tasks[kept].row_count, kFirstExpertRows);
+    map.tasks[0] = map.tasks[kept];
+    map.tile_prefix[0] = kept_tiles;
+    map.chunk_last[0] = kept_tiles;
+    map.header->num_tasks = 1;
+    map.header->num_chunks = 1;
+    map.header->total_tiles = kept_tiles;
+
+    DeviceBuffer plan_dev(host.size());
+    RAMP_ASSERT_CUDA(cudaMemcpy(plan_dev.as<void>(), host.data(), host.size(), cudaMemcpyHostToDevice));
+    char* base = plan_dev.as<char>();
+    DeviceBuffer hidden_dev(hidden.size() * 2), w13_dev(w13.size() * 2),
+        inter_dev(static_cast<size_t>(kTokens) * I * 2);
+    upload(hidden_dev, hidden);
+    upload(w13_dev, w13);
+    poison(inter_dev);
+
+    StaticBatchedGemm gemm1{};
+    gemm1.epilogue = GemmEpilogue::kSiluGateUp;
+    gemm1.routing = routing_view_at(base + layout.routing, kExperts, 1, kTokens);
+    gemm1.task_map = task_map_view_at(base + layout.task_maps[0], plan.task_map(0).max_tasks);
+    gemm1.a = hidden_dev.as<void>();
+    gemm1.a_row_stride = H;
+    gemm1.w = w13_dev.as<void>();
+    gemm1.out_features = 2 * I;
+    gemm1.in_features = H;
+    gemm1.out = inter_dev.as<void>();
+    gemm1.out_row_stride = I;
+    gemm1.max_total_tiles = kept_tiles;
+    DeviceBuffer split_scratch;
+    attach_configs(plan.gemm(0), &gemm1, &split_scratch);
+    const Status status = cuda::launch_static_batched_gemm(gemm1, nullptr);
+    ASSERT_TRUE(status.is_ok()) << status.to_string();
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+
+    const std::vector<bf16> inter = download<bf16>(inter_dev, static_cast<size_t>(kTokens) * I);
+    int64_t overwritten = 0, unwritten = 0;
+    double err = 0, norm = 0;
+    for (int32_t row = 0; row < kTokens; ++row) {
+      for (int32_t col = 0; col < I; ++col) {
+        const bf16 got = inter[static_cast<size_t>(row) * I + col];
+        if (row >= kFirstExpertRows) {
+          overwritten += got.bits != 0x7fc0;
+          continue;
+        }
+        // Expert 0's sorted row p is token p (its slots ascend; top_k = 1).
+        const bf16* x = hidden.data() + static_cast<size_t>(row) * H;
+        const bf16* gate_row = w13.data() + static_cast<size_t>(col) * H;
+        const bf16* up_row = w13.data() + static_cast<size_t>(I + col) * H;
+        double g = 0, u = 0;
+        for (int32_t h = 0; h < H; ++h) {
+          g += double(x[h].to_float()) * gate_row[h].to_float();
+          u += double(x[h].to_float()) * up_row[h].to_float();
+        }
+        const double want = silu(g) * u;
+        unwritten += std::isnan(got.to_float()) ? 1 : 0;
+        err += (got.to_float() - want) * (got.to_float() - want);
+        norm += want * want;
+      }
+    }
+    EXPECT_EQ(overwritten, 0) << "elements of the next task's rows were written";
+    EXPECT_EQ(unwritten, 0) << "elements of the task's rows left poisoned";
+    EXPECT_LE(std::sqrt(err / norm), 5e-3);
+  }
+}
+
 }  // namespace
 }  // namespace ramp
