@@ -803,6 +803,23 @@ int run_bench(const BenchOptions& options) {
   std::printf("ceilings: cuBLAS bf16 8192^3 %.1f TFLOP/s, D2D copy %.0f GB/s\n",
               ctx.ceilings.gemm_tflops, ctx.ceilings.copy_gbps);
 
+  std::string path = options.out_path;
+  if (path.empty()) {
+    path = "bench/results/" + slug(ctx.device.name) + "-" + utc_now("%Y%m%d-%H%M") + "-" +
+           (options.kind == BenchKind::kGemm ? "gemm" : "layer") + ".json";
+  }
+  std::error_code error;
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  // A run that is killed (a time limit on the GPU machine) keeps what it measured: after each
+  // case, while every case so far is verified, the results so far go to PATH.partial (marked
+  // "partial", no torch peer yet: it runs after the kernel's cases). Removed when the full file
+  // is written, or as soon as a case is wrong or fails (a wrong run leaves no result file).
+  const std::string partial_path = path + ".partial";
+  bool partial_valid = true;
+  TorchPeerRun pending_torch;
+  pending_torch.note = "not run yet: partial results, the torch peer runs after the kernel's cases";
+
   std::vector<CaseResult> results;
   results.reserve(options.cases.size());
   {
@@ -827,7 +844,23 @@ int run_bench(const BenchOptions& options) {
                       ? (", cuBLAS loop " + cell_ms(result.cublas_loop) + " ms").c_str()
                       : "");
       std::fflush(stdout);
+      const bool case_valid = result.ramp.status != "error" &&
+                              !(result.ramp.verified && !result.ramp.verify_pass);
       results.push_back(std::move(result));
+      if (partial_valid && !case_valid) {
+        partial_valid = false;
+        std::filesystem::remove(partial_path, error);
+      }
+      if (partial_valid) {
+        json::Value partial = results_json(ctx, results, pending_torch, date);
+        partial.set("partial", "cases measured before the run ended: " +
+                                   std::to_string(results.size()) + " of " +
+                                   std::to_string(options.cases.size()));
+        if (Status s = json::write_file(partial_path, partial); !s.is_ok()) {
+          std::fprintf(stderr, "ramp bench: could not write %s: %s\n", partial_path.c_str(),
+                       s.to_string().c_str());
+        }
+      }
     }
   }
   // Give the torch process the memory back.
@@ -857,18 +890,12 @@ int run_bench(const BenchOptions& options) {
                  "ramp bench: %d case(s) gave a wrong result and %d failed; no results file "
                  "written\n",
                  wrong, failed);
+    std::filesystem::remove(partial_path, error);
     return 1;
   }
-  std::string path = options.out_path;
-  if (path.empty()) {
-    path = "bench/results/" + slug(ctx.device.name) + "-" + utc_now("%Y%m%d-%H%M") + "-" +
-           (options.kind == BenchKind::kGemm ? "gemm" : "layer") + ".json";
-  }
-  std::error_code error;
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, error);
   const json::Value root = results_json(ctx, results, torch_run, date);
   if (Status s = json::write_file(path, root); !s.is_ok()) return fail("writing results", s);
+  std::filesystem::remove(partial_path, error);
   std::printf("results: %s\n", path.c_str());
   cudaStreamDestroy(ctx.stream);
   return 0;
