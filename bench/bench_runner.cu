@@ -564,6 +564,9 @@ void merge_torch(const TorchPeerRun& run, std::vector<CaseResult>* results) {
   }
 }
 
+bool gave_wrong_result(const Measurement& m) { return m.verified && !m.verify_pass; }
+bool failed_to_run(const Measurement& m) { return m.status == "error"; }
+
 json::Value timing_json(const Timing& timing) {
   json::Value value = json::Value::object();
   value.set("median_ms", timing.median_ms);
@@ -844,8 +847,7 @@ int run_bench(const BenchOptions& options) {
                       ? (", cuBLAS loop " + cell_ms(result.cublas_loop) + " ms").c_str()
                       : "");
       std::fflush(stdout);
-      const bool case_valid = result.ramp.status != "error" &&
-                              !(result.ramp.verified && !result.ramp.verify_pass);
+      const bool case_valid = !gave_wrong_result(result.ramp) && !failed_to_run(result.ramp);
       results.push_back(std::move(result));
       if (partial_valid && !case_valid) {
         partial_valid = false;
@@ -882,8 +884,8 @@ int run_bench(const BenchOptions& options) {
 
   int wrong = 0, failed = 0;
   for (const CaseResult& r : results) {
-    if (r.ramp.verified && !r.ramp.verify_pass) ++wrong;
-    if (r.ramp.status == "error") ++failed;
+    if (gave_wrong_result(r.ramp)) ++wrong;
+    if (failed_to_run(r.ramp)) ++failed;
   }
   if (wrong > 0 || failed > 0) {
     std::fprintf(stderr,
