@@ -49,11 +49,14 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
 
   // The epilogue's row weights and destinations, requested now so that their dependent loads
   // complete under the mainloop.
+  // GEMM1's wide normal tiles store sorted-row boxes: no per-row destinations to load.
+  constexpr bool kStoresBoxes =
+      kEpilogue == GemmEpilogue::kSiluGateUp && !Traits::kSwapped && kSiluStoresByBox<kConfig>;
   StagedRows<kConfig> staged_rows{};
   SwappedTokens<kConfig> swapped_tokens{};
   if constexpr (Traits::kSwapped) {
     swapped_tokens = load_swapped_tokens<kConfig, kEpilogue>(params, extent);
-  } else if constexpr (kEpilogue != GemmEpilogue::kSiluGateUp || !kSiluStoresByBox<kConfig>) {
+  } else if constexpr (!kStoresBoxes) {
     if (params.bulk_stores) {
       staged_rows = load_staged_rows<kConfig, kEpilogue>(params, extent, consumer_wg);
     }
@@ -122,7 +125,7 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     store_tile_swapped<kConfig, kEpilogue>(params, extent, acc, swapped_tokens, consumer_wg);
   } else {
     if (params.bulk_stores) {
-      if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp && kSiluStoresByBox<kConfig>) {
+      if constexpr (kStoresBoxes) {
         store_tile_silu_boxes<kConfig>(params, extent, acc, staging, consumer_wg);
       } else {
         store_tile_normal_staged<kConfig, kEpilogue>(params, extent, acc, staged_rows, staging,

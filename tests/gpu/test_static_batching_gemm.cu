@@ -448,6 +448,26 @@ void PrintTo(const LayerCase& c, std::ostream* os) { *os << layer_case_name(c); 
 
 double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
+// A layer's GEMM1 launch: intermediate [S, I] (sorted rows) = SiLU(hidden . W_gate^T) * (hidden .
+// W_up^T), with w13 [E, 2I, H] and hidden [T, H]; configs are attached by the caller.
+StaticBatchedGemm layer_gemm1(const RoutingView& routing, const TaskMapView& task_map,
+                              DeviceBuffer& hidden, DeviceBuffer& w13, DeviceBuffer& intermediate,
+                              int32_t H, int32_t I, int32_t max_total_tiles) {
+  StaticBatchedGemm gemm1{};
+  gemm1.epilogue = GemmEpilogue::kSiluGateUp;
+  gemm1.routing = routing;
+  gemm1.task_map = task_map;
+  gemm1.a = hidden.as<void>();
+  gemm1.a_row_stride = H;
+  gemm1.w = w13.as<void>();
+  gemm1.out_features = 2 * I;
+  gemm1.in_features = H;
+  gemm1.out = intermediate.as<void>();
+  gemm1.out_row_stride = I;
+  gemm1.max_total_tiles = max_total_tiles;
+  return gemm1;
+}
+
 class LayerGemmTest : public ::testing::TestWithParam<LayerCase> {};
 
 TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
@@ -492,18 +512,8 @@ TEST_P(LayerGemmTest, Gemm1AndGemm2MatchReference) {
   poison(inter_dev);
   poison(slot_out_dev);
 
-  StaticBatchedGemm gemm1{};
-  gemm1.epilogue = GemmEpilogue::kSiluGateUp;
-  gemm1.routing = device_plan.routing;
-  gemm1.task_map = device_plan.task_maps[0];
-  gemm1.a = hidden_dev.as<void>();
-  gemm1.a_row_stride = H;
-  gemm1.w = w13_dev.as<void>();
-  gemm1.out_features = 2 * I;
-  gemm1.in_features = H;
-  gemm1.out = inter_dev.as<void>();
-  gemm1.out_row_stride = I;
-  gemm1.max_total_tiles = device_plan.total_tiles[0];
+  StaticBatchedGemm gemm1 = layer_gemm1(device_plan.routing, device_plan.task_maps[0], hidden_dev,
+                                        w13_dev, inter_dev, H, I, device_plan.total_tiles[0]);
   StaticBatchedGemm gemm2{};
   gemm2.epilogue = GemmEpilogue::kRouterWeighted;
   gemm2.routing = device_plan.routing;
@@ -657,18 +667,10 @@ TEST(StaticBatchedGemm, Gemm1PartialBlockLeavesTheNextTasksRowsAlone) {
     upload(w13_dev, w13);
     poison(inter_dev);
 
-    StaticBatchedGemm gemm1{};
-    gemm1.epilogue = GemmEpilogue::kSiluGateUp;
-    gemm1.routing = routing_view_at(base + layout.routing, kExperts, 1, kTokens);
-    gemm1.task_map = task_map_view_at(base + layout.task_maps[0], plan.task_map(0).max_tasks);
-    gemm1.a = hidden_dev.as<void>();
-    gemm1.a_row_stride = H;
-    gemm1.w = w13_dev.as<void>();
-    gemm1.out_features = 2 * I;
-    gemm1.in_features = H;
-    gemm1.out = inter_dev.as<void>();
-    gemm1.out_row_stride = I;
-    gemm1.max_total_tiles = kept_tiles;
+    StaticBatchedGemm gemm1 = layer_gemm1(
+        routing_view_at(base + layout.routing, kExperts, 1, kTokens),
+        task_map_view_at(base + layout.task_maps[0], plan.task_map(0).max_tasks), hidden_dev,
+        w13_dev, inter_dev, H, I, kept_tiles);
     DeviceBuffer split_scratch;
     attach_configs(plan.gemm(0), &gemm1, &split_scratch);
     const Status status = cuda::launch_static_batched_gemm(gemm1, nullptr);
