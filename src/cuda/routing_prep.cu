@@ -405,6 +405,7 @@ struct FastCta {
     // routing_prep_can_select), and shared 32-bit atomics are native where 64-bit ones are not.
     uint32_t selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
     double predicted[kMaxPrepGemms][dispatch::kMaxCandidates];
+    dispatch::MixedGroupTerm mixed_terms[kMaxPrepGemms][dispatch::kNumBuiltinConfigs];
     int32_t selected[kMaxPrepGemms];
     int2 errors[kWarps];
     alignas(16) int32_t sorted_slots[kStageSlots ? kSlotCapacity : 4];  // kStageSlots
@@ -607,32 +608,52 @@ __global__ void __launch_bounds__(Cta::kThreads)
       }
     }
     __syncthreads();  // (2a) the sums
-    // One thread per (GEMM, candidate) predicts; then one per GEMM takes the first minimum,
-    // as dispatch::select_from_sums does serially.
-    static_assert(Cta::kThreads >= kMaxPrepGemms * dispatch::kMaxCandidates);
-    {
-      const int g = tid / dispatch::kMaxCandidates;
-      const int32_t candidate = tid % dispatch::kMaxCandidates;
-      if (g < num_gemms && selects[g] && candidate < args.selection[g].count) {
-        dispatch::SelectionSums sums;
-        for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
-          dispatch::selection_sum_field(sums, field) =
-              static_cast<int64_t>(sh.selection_sums[g][field]);
+    // Warp g predicts GEMM g in parallel: lane i < count candidate i (a uniform one outright),
+    // lane kMaxCandidates + c the mixed candidate's group of config c; then the mixed lane
+    // composes its groups in config order and lane 0 takes the first minimum, both as
+    // dispatch::select_from_sums does serially, so the choice is the host's.
+    static_assert(kMaxPrepGemms <= Cta::kWarps);
+    static_assert(dispatch::kMaxCandidates + dispatch::kNumBuiltinConfigs <= 32);
+    if (warp < num_gemms && selects[warp]) {
+      const int g = warp;
+      const dispatch::CandidateTable& table = args.selection[g];
+      const int32_t count = min_i32(table.count, dispatch::kMaxCandidates);
+      const uint32_t* sums = sh.selection_sums[g];
+      const int mixed_lane = lane < count && table.entries[lane].kind == dispatch::kCandidateMixed;
+      if (lane < count && !mixed_lane) {
+        sh.predicted[g][lane] = dispatch::predict_uniform(table.entries[lane], sums, args.num_sms);
+      }
+      // Every mixed candidate composes from the same groups (its ctas_per_sm enters features_of):
+      // the first one's groups are priced here, any later one prices its own below.
+      const int32_t first_mixed = __ffs(__ballot_sync(0xffffffffu, mixed_lane)) - 1;
+      const int32_t config = lane - dispatch::kMaxCandidates;
+      if (first_mixed >= 0 && config >= 0 && config < dispatch::kNumBuiltinConfigs) {
+        sh.mixed_terms[g][config] = dispatch::mixed_group_term(
+            table, table.entries[first_mixed], config, sums, args.num_sms);
+      }
+      __syncwarp();
+      if (mixed_lane) {
+        sh.predicted[g][lane] =
+            lane == first_mixed
+                ? dispatch::compose_mixed(table.entries[lane], sh.mixed_terms[g], sums,
+                                          args.num_sms)
+                : dispatch::predict_from_sums(table, lane, sums, args.num_sms);
+      }
+      __syncwarp();
+      if (lane == 0) {
+        int32_t best = -1;
+        double best_time = 0.0;
+        for (int32_t candidate = 0; candidate < count; ++candidate) {
+          const double time = sh.predicted[g][candidate];
+          if (dispatch::improves_on(time, best, best_time)) {
+            best = candidate;
+            best_time = time;
+          }
         }
-        sh.predicted[g][candidate] =
-            dispatch::predict_from_sums(args.selection[g], candidate, sums, args.num_sms);
+        sh.selected[g] = best;
       }
     }
-    __syncthreads();  // (2b) the predictions
-    if (tid < num_gemms && selects[tid]) {
-      const int32_t count = min_i32(args.selection[tid].count, dispatch::kMaxCandidates);
-      int32_t best = 0;
-      for (int32_t candidate = 1; candidate < count; ++candidate) {
-        if (sh.predicted[tid][candidate] < sh.predicted[tid][best]) best = candidate;
-      }
-      sh.selected[tid] = best;
-    }
-    __syncthreads();  // (2c) the choices
+    __syncthreads();  // (2b) the choices
   }
 
   const RoutingView& routing = args.routing;

@@ -147,25 +147,20 @@ RAMP_HOST_DEVICE inline double candidate_predict(const Candidate& candidate,
   return sum_rn(t, product_rn(candidate.f, ::log(active + 1.0)));
 }
 
-// Everything the predictions need from a histogram, as integer sums over the experts: per
-// compiled config, the token blocks and tiles if every active expert used it (uniform
-// candidates), and the blocks, tiles and experts of the mixed rule's group of that config.
-// Integer sums do not depend on the order they are added in, so the routing-prep kernel can
-// add experts in parallel and reach exactly the host's numbers, and from there the same
-// predictions (predict_from_sums) and the same choice.
-struct SelectionSums {
-  int64_t uniform_blocks[kNumBuiltinConfigs] = {};
-  int64_t uniform_tiles[kNumBuiltinConfigs] = {};
-  int64_t mixed_blocks[kNumBuiltinConfigs] = {};
-  int64_t mixed_tiles[kNumBuiltinConfigs] = {};
-  int64_t mixed_active[kNumBuiltinConfigs] = {};
-  int64_t active = 0;
-};
-
-// The sums laid out flat, in declaration order: field f is row f / kNumBuiltinConfigs
-// (0 uniform_blocks, 1 uniform_tiles, 2 mixed_blocks, 3 mixed_tiles, 4 mixed_active, 5 active)
-// and config f % kNumBuiltinConfigs.
+// Everything the predictions need from a histogram, as integer sums over the experts, laid out
+// flat (kSelectionSumFields words): per compiled config c, the token blocks and tiles if every
+// active expert used it (uniform candidates), and the blocks, tiles and experts of the mixed
+// rule's group of c; then the active experts. Integer sums do not depend on the order they are
+// added in, so the routing-prep kernel adds experts in parallel (32-bit words in shared memory)
+// and reaches exactly the host's numbers (64-bit), and from there the same predictions and the
+// same choice. The readers below take any array of integers (`Sums` indexes like a pointer).
 inline constexpr int32_t kSelectionSumFields = 5 * kNumBuiltinConfigs + 1;
+RAMP_HOST_DEVICE constexpr int32_t uniform_blocks_field(int32_t c) { return c; }
+RAMP_HOST_DEVICE constexpr int32_t uniform_tiles_field(int32_t c) { return kNumBuiltinConfigs + c; }
+RAMP_HOST_DEVICE constexpr int32_t mixed_blocks_field(int32_t c) { return 2 * kNumBuiltinConfigs + c; }
+RAMP_HOST_DEVICE constexpr int32_t mixed_tiles_field(int32_t c) { return 3 * kNumBuiltinConfigs + c; }
+RAMP_HOST_DEVICE constexpr int32_t mixed_active_field(int32_t c) { return 4 * kNumBuiltinConfigs + c; }
+inline constexpr int32_t kActiveExpertsField = 5 * kNumBuiltinConfigs;
 
 // Adds what one expert with `rows` tokens contributes to every field. total_big_tiles: the
 // mixed rule's "fills the machine" count (mixed_rule_big_tiles). Every config's terms are
@@ -183,39 +178,28 @@ RAMP_HOST_DEVICE inline void add_selection_terms(const TileConfig* configs, int3
   for (int32_t c = 0; c < kNumBuiltinConfigs; ++c) {
     const int32_t blocks = configs[c].token_blocks(rows);
     const int32_t tiles = configs[c].tiles(rows, out_features);
-    sums[c] += static_cast<Sum>(blocks);
-    sums[kNumBuiltinConfigs + c] += static_cast<Sum>(tiles);
+    sums[uniform_blocks_field(c)] += static_cast<Sum>(blocks);
+    sums[uniform_tiles_field(c)] += static_cast<Sum>(tiles);
     const bool in_group = c == mixed;
-    sums[2 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? blocks : 0);
-    sums[3 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? tiles : 0);
-    sums[4 * kNumBuiltinConfigs + c] += static_cast<Sum>(in_group ? 1 : 0);
+    sums[mixed_blocks_field(c)] += static_cast<Sum>(in_group ? blocks : 0);
+    sums[mixed_tiles_field(c)] += static_cast<Sum>(in_group ? tiles : 0);
+    sums[mixed_active_field(c)] += static_cast<Sum>(in_group ? 1 : 0);
   }
-  sums[5 * kNumBuiltinConfigs] += static_cast<Sum>(1);
+  sums[kActiveExpertsField] += static_cast<Sum>(1);
 }
 
-RAMP_HOST_DEVICE inline int64_t& selection_sum_field(SelectionSums& sums, int32_t field) {
-  const int32_t c = field % kNumBuiltinConfigs;
-  switch (field / kNumBuiltinConfigs) {
-    case 0: return sums.uniform_blocks[c];
-    case 1: return sums.uniform_tiles[c];
-    case 2: return sums.mixed_blocks[c];
-    case 3: return sums.mixed_tiles[c];
-    case 4: return sums.mixed_active[c];
-    default: return sums.active;
-  }
-}
+struct SelectionSums {
+  int64_t fields[kSelectionSumFields] = {};
+};
 
 RAMP_HOST_DEVICE inline SelectionSums selection_sums(const TileConfig* configs,
                                                      const int32_t* histogram,
                                                      int32_t num_experts, int32_t out_features,
                                                      int32_t num_sms, int32_t total_big_tiles) {
-  int64_t flat[kSelectionSumFields] = {};
-  for (int32_t e = 0; e < num_experts; ++e) {
-    add_selection_terms(configs, histogram[e], out_features, total_big_tiles, num_sms, flat);
-  }
   SelectionSums sums;
-  for (int32_t field = 0; field < kSelectionSumFields; ++field) {
-    selection_sum_field(sums, field) = flat[field];
+  for (int32_t e = 0; e < num_experts; ++e) {
+    add_selection_terms(configs, histogram[e], out_features, total_big_tiles, num_sms,
+                        sums.fields);
   }
   return sums;
 }
@@ -232,61 +216,118 @@ RAMP_HOST_DEVICE inline CandidateFeatures features_of(int64_t blocks, int64_t ti
   return f;
 }
 
-// Predicted microseconds of table entry `index` (see the composition rule above for mixed).
-RAMP_HOST_DEVICE inline double predict_from_sums(const CandidateTable& table, int32_t index,
-                                                 const SelectionSums& sums, int32_t num_sms) {
-  const Candidate& candidate = table.entries[index];
-  const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
-  if (candidate.kind == kCandidateMixed) {
-    double launch = 0.0, sum = 0.0;
-    bool composed = true, any = false;
-    for (int32_t config = 0; config < kNumBuiltinConfigs && composed; ++config) {
-      if (sums.mixed_active[config] == 0) continue;
-      const CandidateFeatures f =
-          features_of(sums.mixed_blocks[config], sums.mixed_tiles[config],
-                      sums.mixed_active[config], num_sms, candidate.ctas_per_sm);
-      int32_t uniform_index = -1;
-      for (int32_t i = 0; i < count; ++i) {
-        if (table.entries[i].kind == kCandidateUniform && table.entries[i].config == config) {
-          uniform_index = i;
-          break;
-        }
-      }
-      if (uniform_index < 0) {
-        composed = false;
-        break;
-      }
-      const Candidate& uniform = table.entries[uniform_index];
-      sum += candidate_predict(uniform, f) - uniform.a;
-      launch = launch > uniform.a ? launch : uniform.a;
-      any = true;
-    }
-    if (composed && any) return launch + sum;
-    int64_t blocks = 0, tiles = 0, active = 0;
-    for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
-      blocks += sums.mixed_blocks[config];
-      tiles += sums.mixed_tiles[config];
-      active += sums.mixed_active[config];
-    }
-    return candidate_predict(candidate,
-                             features_of(blocks, tiles, active, num_sms, candidate.ctas_per_sm));
-  }
+// Predicted microseconds of a uniform candidate: its config's fields.
+template <class Sums>
+RAMP_HOST_DEVICE inline double predict_uniform(const Candidate& candidate, const Sums& sums,
+                                               int32_t num_sms) {
+  const int32_t c = candidate.config;
   return candidate_predict(
-      candidate, features_of(sums.uniform_blocks[candidate.config],
-                             sums.uniform_tiles[candidate.config], sums.active, num_sms,
+      candidate, features_of(static_cast<int64_t>(sums[uniform_blocks_field(c)]),
+                             static_cast<int64_t>(sums[uniform_tiles_field(c)]),
+                             static_cast<int64_t>(sums[kActiveExpertsField]), num_sms,
                              candidate.ctas_per_sm));
+}
+
+// Index of the first uniform candidate of `config` in the table; -1 when there is none.
+RAMP_HOST_DEVICE inline int32_t uniform_candidate_of(const CandidateTable& table,
+                                                     int32_t config) {
+  const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
+  for (int32_t i = 0; i < count; ++i) {
+    if (table.entries[i].kind == kCandidateUniform && table.entries[i].config == config) return i;
+  }
+  return -1;
+}
+
+// One group of the mixed candidate's composition (the experts the builtin rule gives `config`):
+// what the uniform candidate of that config predicts for them alone, less its launch term.
+// Plain data (no member initialisers) so the routing prep can hold it in shared memory.
+struct MixedGroupTerm {
+  enum State : int32_t { kEmpty = 0, kPriced = 1, kUnpriced = 2 };  // kUnpriced: no uniform
+  int32_t state;
+  double cost;    // T_uniform c(experts of c) - a_c
+  double launch;  // a_c
+};
+template <class Sums>
+RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& table,
+                                                        const Candidate& mixed, int32_t config,
+                                                        const Sums& sums, int32_t num_sms) {
+  MixedGroupTerm term{MixedGroupTerm::kEmpty, 0.0, 0.0};
+  if (sums[mixed_active_field(config)] == 0) return term;
+  const int32_t uniform_index = uniform_candidate_of(table, config);
+  if (uniform_index < 0) {
+    term.state = MixedGroupTerm::kUnpriced;
+    return term;
+  }
+  const Candidate& uniform = table.entries[uniform_index];
+  const CandidateFeatures f = features_of(static_cast<int64_t>(sums[mixed_blocks_field(config)]),
+                                          static_cast<int64_t>(sums[mixed_tiles_field(config)]),
+                                          static_cast<int64_t>(sums[mixed_active_field(config)]),
+                                          num_sms, mixed.ctas_per_sm);
+  term.state = MixedGroupTerm::kPriced;
+  term.cost = candidate_predict(uniform, f) - uniform.a;
+  term.launch = uniform.a;
+  return term;
+}
+
+// The mixed candidate's prediction from its groups' terms (config order; see the composition
+// rule above): max_c a_c + sum_c cost_c when every non-empty group is priced, else the mixed
+// candidate's own coefficients on its own features. The device computes the terms in parallel
+// and composes them here, so host and device add in the same order.
+template <class Sums>
+RAMP_HOST_DEVICE inline double compose_mixed(const Candidate& mixed, const MixedGroupTerm* terms,
+                                             const Sums& sums, int32_t num_sms) {
+  double launch = 0.0, sum = 0.0;
+  bool composed = true, any = false;
+  for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
+    if (terms[config].state == MixedGroupTerm::kEmpty) continue;
+    if (terms[config].state == MixedGroupTerm::kUnpriced) {
+      composed = false;
+      break;
+    }
+    sum += terms[config].cost;
+    launch = launch > terms[config].launch ? launch : terms[config].launch;
+    any = true;
+  }
+  if (composed && any) return launch + sum;
+  int64_t blocks = 0, tiles = 0, active = 0;
+  for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
+    blocks += static_cast<int64_t>(sums[mixed_blocks_field(config)]);
+    tiles += static_cast<int64_t>(sums[mixed_tiles_field(config)]);
+    active += static_cast<int64_t>(sums[mixed_active_field(config)]);
+  }
+  return candidate_predict(mixed, features_of(blocks, tiles, active, num_sms, mixed.ctas_per_sm));
+}
+
+// Predicted microseconds of table entry `index` (see the composition rule above for mixed).
+template <class Sums>
+RAMP_HOST_DEVICE inline double predict_from_sums(const CandidateTable& table, int32_t index,
+                                                 const Sums& sums, int32_t num_sms) {
+  const Candidate& candidate = table.entries[index];
+  if (candidate.kind != kCandidateMixed) return predict_uniform(candidate, sums, num_sms);
+  MixedGroupTerm terms[kNumBuiltinConfigs];
+  for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
+    terms[config] = mixed_group_term(table, candidate, config, sums, num_sms);
+  }
+  return compose_mixed(candidate, terms, sums, num_sms);
+}
+
+// The first-minimum rule every selection uses: candidate `time` at `index` replaces the best so
+// far only when strictly faster, so ties go to the earlier table entry.
+RAMP_HOST_DEVICE inline bool improves_on(double time, int32_t best, double best_time) {
+  return best < 0 || time < best_time;
 }
 
 // Index of the candidate with the smallest predicted time (first on ties); -1 when the table
 // is empty. An empty histogram predicts every candidate's `a`.
-RAMP_HOST_DEVICE inline int32_t select_from_sums(const CandidateTable& table,
-                                                 const SelectionSums& sums, int32_t num_sms) {
+template <class Sums>
+RAMP_HOST_DEVICE inline int32_t select_from_sums(const CandidateTable& table, const Sums& sums,
+                                                 int32_t num_sms) {
   int32_t best = -1;
   double best_time = 0.0;
   const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
   for (int32_t i = 0; i < count; ++i) {
     const double time = predict_from_sums(table, i, sums, num_sms);
-    if (best < 0 || time < best_time) {
+    if (improves_on(time, best, best_time)) {
       best = i;
       best_time = time;
     }
@@ -302,7 +343,8 @@ RAMP_HOST_DEVICE inline double predict_table_entry(const CandidateTable& table, 
                                                    int32_t total_big_tiles) {
   return predict_from_sums(table, index,
                            selection_sums(configs, histogram, num_experts, out_features,
-                                          num_sms, total_big_tiles),
+                                          num_sms, total_big_tiles)
+                               .fields,
                            num_sms);
 }
 
@@ -312,7 +354,7 @@ RAMP_HOST_DEVICE inline int32_t select_candidate(const CandidateTable& table,
                                                  int32_t out_features, int32_t num_sms) {
   const int32_t big = mixed_rule_big_tiles(configs, histogram, num_experts, out_features);
   return select_from_sums(
-      table, selection_sums(configs, histogram, num_experts, out_features, num_sms, big),
+      table, selection_sums(configs, histogram, num_experts, out_features, num_sms, big).fields,
       num_sms);
 }
 
