@@ -404,7 +404,6 @@ struct FastCta {
     // 32-bit: every field stays below 2^31 (E <= 256 tasks of < 2^23 tiles each, see
     // routing_prep_can_select), and shared 32-bit atomics are native where 64-bit ones are not.
     uint32_t selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
-    double predicted[kMaxPrepGemms][dispatch::kMaxCandidates];
     dispatch::MixedGroupTerm mixed_terms[kMaxPrepGemms][dispatch::kNumBuiltinConfigs];
     int32_t selected[kMaxPrepGemms];
     int2 errors[kWarps];
@@ -590,68 +589,82 @@ __global__ void __launch_bounds__(Cta::kThreads)
   // warp, warp totals added in shared memory (integers: any order gives the host's sums), then
   // the host's predictions and first-minimum choice on them.
   if (any_selection) {
-#pragma unroll 1
-    for (int g = 0; g < num_gemms; ++g) {
-      if (!selects[g]) continue;
-      uint32_t mine[dispatch::kSelectionSumFields] = {};
+    // Per GEMM only the mixed groups differ (the rule's "fills the machine" count); the uniform
+    // token blocks and the active experts are reduced once and added to both GEMMs' sums.
+    uint32_t mine[kMaxPrepGemms][dispatch::kSelectionSumFields] = {};
 #pragma unroll
-      for (int i = 0; i < kIpt; ++i) {
-        if (tid * kIpt + i < num_experts) {
-          dispatch::add_selection_terms(configs, item[i].x, args.out_features[g],
-                                        total_big_tiles[g], args.num_sms, mine);
+    for (int i = 0; i < kIpt; ++i) {
+      if (tid * kIpt + i < num_experts) {
+#pragma unroll
+        for (int g = 0; g < kMaxPrepGemms; ++g) {
+          const int32_t rows = item[i].x;
+          dispatch::add_selection_terms(
+              rows, dispatch::choose_builtin_config(rows, total_big_tiles[g], args.num_sms),
+              mine[g], dispatch::BuiltinConfigIndices{});
         }
       }
+    }
 #pragma unroll
-      for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
-        const uint32_t warp_sum = __reduce_add_sync(0xffffffffu, mine[field]);
-        if (lane == 0 && warp_sum != 0) atomicAdd(&sh.selection_sums[g][field], warp_sum);
+    for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
+      const bool per_gemm =
+          field >= dispatch::mixed_blocks_field(0) && field < dispatch::kActiveExpertsField;
+      const uint32_t sum0 = __reduce_add_sync(0xffffffffu, mine[0][field]);
+      const uint32_t sum1 =
+          per_gemm && selects[1] ? __reduce_add_sync(0xffffffffu, mine[1][field]) : sum0;
+      if (lane == 0) {
+        if (selects[0] && sum0 != 0) atomicAdd(&sh.selection_sums[0][field], sum0);
+        if (selects[1] && sum1 != 0) atomicAdd(&sh.selection_sums[1][field], sum1);
       }
     }
+    static_assert(kMaxPrepGemms == 2, "the sums above are written for two GEMMs");
     __syncthreads();  // (2a) the sums
     // Warp g predicts GEMM g in parallel: lane i < count candidate i (a uniform one outright),
     // lane kMaxCandidates + c the mixed candidate's group of config c; then the mixed lane
-    // composes its groups in config order and lane 0 takes the first minimum, both as
-    // dispatch::select_from_sums does serially, so the choice is the host's.
+    // composes its groups in config order and every lane walks the predictions in table order
+    // for the first minimum, as dispatch::select_from_sums does, so the choice is the host's.
     static_assert(kMaxPrepGemms <= Cta::kWarps);
     static_assert(dispatch::kMaxCandidates + dispatch::kNumBuiltinConfigs <= 32);
     if (warp < num_gemms && selects[warp]) {
       const int g = warp;
       const dispatch::CandidateTable& table = args.selection[g];
       const int32_t count = min_i32(table.count, dispatch::kMaxCandidates);
+      const int32_t out_features = args.out_features[g];
       const uint32_t* sums = sh.selection_sums[g];
-      const int mixed_lane = lane < count && table.entries[lane].kind == dispatch::kCandidateMixed;
+      const bool mixed_lane =
+          lane < count && table.entries[lane].kind == dispatch::kCandidateMixed;
+      double predicted = 0.0;
       if (lane < count && !mixed_lane) {
-        sh.predicted[g][lane] = dispatch::predict_uniform(table.entries[lane], sums, args.num_sms);
+        predicted = dispatch::predict_uniform(table.entries[lane], sums, configs, out_features,
+                                              args.num_sms);
       }
       // Every mixed candidate composes from the same groups (its ctas_per_sm enters features_of):
       // the first one's groups are priced here, any later one prices its own below.
       const int32_t first_mixed = __ffs(__ballot_sync(0xffffffffu, mixed_lane)) - 1;
       const int32_t config = lane - dispatch::kMaxCandidates;
       if (first_mixed >= 0 && config >= 0 && config < dispatch::kNumBuiltinConfigs) {
-        sh.mixed_terms[g][config] = dispatch::mixed_group_term(
-            table, table.entries[first_mixed], config, sums, args.num_sms);
+        sh.mixed_terms[g][config] =
+            dispatch::mixed_group_term(table, table.entries[first_mixed], config, sums, configs,
+                                       out_features, args.num_sms);
       }
       __syncwarp();
       if (mixed_lane) {
-        sh.predicted[g][lane] =
-            lane == first_mixed
-                ? dispatch::compose_mixed(table.entries[lane], sh.mixed_terms[g], sums,
-                                          args.num_sms)
-                : dispatch::predict_from_sums(table, lane, sums, args.num_sms);
+        predicted = lane == first_mixed
+                        ? dispatch::compose_mixed(table.entries[lane], sh.mixed_terms[g], sums,
+                                                  configs, out_features, args.num_sms)
+                        : dispatch::predict_from_sums(table, lane, sums, configs, out_features,
+                                                      args.num_sms);
       }
-      __syncwarp();
-      if (lane == 0) {
-        int32_t best = -1;
-        double best_time = 0.0;
-        for (int32_t candidate = 0; candidate < count; ++candidate) {
-          const double time = sh.predicted[g][candidate];
-          if (dispatch::improves_on(time, best, best_time)) {
-            best = candidate;
-            best_time = time;
-          }
+      int32_t best = -1;
+      double best_time = 0.0;
+#pragma unroll
+      for (int32_t candidate = 0; candidate < dispatch::kMaxCandidates; ++candidate) {
+        const double time = __shfl_sync(0xffffffffu, predicted, candidate);
+        if (candidate < count && dispatch::improves_on(time, best, best_time)) {
+          best = candidate;
+          best_time = time;
         }
-        sh.selected[g] = best;
       }
+      if (lane == 0) sh.selected[g] = best;
     }
     __syncthreads();  // (2b) the choices
   }

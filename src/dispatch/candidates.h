@@ -40,6 +40,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <utility>
+
 #include "core/host_device.h"
 #include "core/tile_config.h"
 #include "dispatch/builtin_configs.h"
@@ -148,58 +150,65 @@ RAMP_HOST_DEVICE inline double candidate_predict(const Candidate& candidate,
 }
 
 // Everything the predictions need from a histogram, as integer sums over the experts, laid out
-// flat (kSelectionSumFields words): per compiled config c, the token blocks and tiles if every
-// active expert used it (uniform candidates), and the blocks, tiles and experts of the mixed
-// rule's group of c; then the active experts. Integer sums do not depend on the order they are
-// added in, so the routing-prep kernel adds experts in parallel (32-bit words in shared memory)
-// and reaches exactly the host's numbers (64-bit), and from there the same predictions and the
-// same choice. The readers below take any array of integers (`Sums` indexes like a pointer).
-inline constexpr int32_t kSelectionSumFields = 5 * kNumBuiltinConfigs + 1;
+// flat (kSelectionSumFields words): per compiled config c, the token blocks if every active
+// expert used it (uniform candidates), and the blocks and experts of the mixed rule's group of
+// c; then the active experts. A config's tiles are its token blocks times its tiles per token
+// block (tiles_per_token_block), so they need no sums of their own. Integer sums do not depend
+// on the order they are added in, so the routing-prep kernel adds experts in parallel (32-bit
+// words in shared memory) and reaches exactly the host's numbers (64-bit), and from there the
+// same predictions and the same choice. The readers below take any array of integers (`Sums`
+// indexes like a pointer).
+inline constexpr int32_t kSelectionSumFields = 3 * kNumBuiltinConfigs + 1;
 RAMP_HOST_DEVICE constexpr int32_t uniform_blocks_field(int32_t c) { return c; }
-RAMP_HOST_DEVICE constexpr int32_t uniform_tiles_field(int32_t c) { return kNumBuiltinConfigs + c; }
-RAMP_HOST_DEVICE constexpr int32_t mixed_blocks_field(int32_t c) { return 2 * kNumBuiltinConfigs + c; }
-RAMP_HOST_DEVICE constexpr int32_t mixed_tiles_field(int32_t c) { return 3 * kNumBuiltinConfigs + c; }
-RAMP_HOST_DEVICE constexpr int32_t mixed_active_field(int32_t c) { return 4 * kNumBuiltinConfigs + c; }
-inline constexpr int32_t kActiveExpertsField = 5 * kNumBuiltinConfigs;
+RAMP_HOST_DEVICE constexpr int32_t mixed_blocks_field(int32_t c) { return kNumBuiltinConfigs + c; }
+RAMP_HOST_DEVICE constexpr int32_t mixed_active_field(int32_t c) {
+  return 2 * kNumBuiltinConfigs + c;
+}
+inline constexpr int32_t kActiveExpertsField = 3 * kNumBuiltinConfigs;
 
-// Adds what one expert with `rows` tokens contributes to every field. total_big_tiles: the
-// mixed rule's "fills the machine" count (mixed_rule_big_tiles). Every config's terms are
-// independent (no indexing by a runtime config), so the device computes them in parallel.
-template <class Sum>
-RAMP_HOST_DEVICE inline void add_selection_terms(const TileConfig* configs, int32_t rows,
-                                                 int32_t out_features, int32_t total_big_tiles,
-                                                 int32_t num_sms,
-                                                 Sum (&sums)[kSelectionSumFields]) {
+// Token blocks of compiled config C for `rows`: the tile is a compile-time constant, so on the
+// device the division is a shift (the prep's selection runs this for every expert and config).
+template <int32_t C>
+RAMP_HOST_DEVICE constexpr int32_t builtin_token_blocks(int32_t rows) {
+  constexpr TileConfig config = kBuiltinConfigs[C];
+  return config.token_blocks(rows);
+}
+// Tiles per token block of compiled config `c` in a GEMM with `out_features` outputs:
+// feature blocks x split-K. Example: config 0 (128x256), N = 2048 -> 8.
+RAMP_HOST_DEVICE inline int64_t tiles_per_token_block(const TileConfig& config,
+                                                      int32_t out_features) {
+  return static_cast<int64_t>(config.feature_blocks(out_features)) * config.split_k;
+}
+
+// Adds what one expert with `rows` tokens contributes to every field; `mixed` is the config
+// the builtin rule gives it (choose_builtin_config). Every config's terms are independent (no
+// indexing by a runtime config), so the device computes them in parallel.
+template <class Sum, int32_t... C>
+RAMP_HOST_DEVICE inline void add_selection_terms(int32_t rows, int32_t mixed,
+                                                 Sum (&sums)[kSelectionSumFields],
+                                                 std::integer_sequence<int32_t, C...>) {
   if (rows <= 0) return;
-  const int32_t mixed = choose_builtin_config(rows, total_big_tiles, num_sms);
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-  for (int32_t c = 0; c < kNumBuiltinConfigs; ++c) {
-    const int32_t blocks = configs[c].token_blocks(rows);
-    const int32_t tiles = configs[c].tiles(rows, out_features);
-    sums[uniform_blocks_field(c)] += static_cast<Sum>(blocks);
-    sums[uniform_tiles_field(c)] += static_cast<Sum>(tiles);
-    const bool in_group = c == mixed;
-    sums[mixed_blocks_field(c)] += static_cast<Sum>(in_group ? blocks : 0);
-    sums[mixed_tiles_field(c)] += static_cast<Sum>(in_group ? tiles : 0);
-    sums[mixed_active_field(c)] += static_cast<Sum>(in_group ? 1 : 0);
-  }
+  ((sums[uniform_blocks_field(C)] += static_cast<Sum>(builtin_token_blocks<C>(rows))), ...);
+  ((sums[mixed_blocks_field(C)] +=
+    static_cast<Sum>(C == mixed ? builtin_token_blocks<C>(rows) : 0)),
+   ...);
+  ((sums[mixed_active_field(C)] += static_cast<Sum>(C == mixed ? 1 : 0)), ...);
   sums[kActiveExpertsField] += static_cast<Sum>(1);
 }
+using BuiltinConfigIndices = std::make_integer_sequence<int32_t, kNumBuiltinConfigs>;
 
 struct SelectionSums {
   int64_t fields[kSelectionSumFields] = {};
 };
 
-RAMP_HOST_DEVICE inline SelectionSums selection_sums(const TileConfig* configs,
-                                                     const int32_t* histogram,
-                                                     int32_t num_experts, int32_t out_features,
-                                                     int32_t num_sms, int32_t total_big_tiles) {
+// The sums of a histogram. total_big_tiles: the mixed rule's "fills the machine" count
+// (mixed_rule_big_tiles).
+inline SelectionSums selection_sums(const int32_t* histogram, int32_t num_experts,
+                                    int32_t num_sms, int32_t total_big_tiles) {
   SelectionSums sums;
   for (int32_t e = 0; e < num_experts; ++e) {
-    add_selection_terms(configs, histogram[e], out_features, total_big_tiles, num_sms,
-                        sums.fields);
+    add_selection_terms(histogram[e], choose_builtin_config(histogram[e], total_big_tiles, num_sms),
+                        sums.fields, BuiltinConfigIndices{});
   }
   return sums;
 }
@@ -212,18 +221,28 @@ RAMP_HOST_DEVICE inline CandidateFeatures features_of(int64_t blocks, int64_t ti
   f.tiles = tiles;
   f.active_experts = active;
   const int64_t concurrent = static_cast<int64_t>(num_sms) * (ctas_per_sm > 0 ? ctas_per_sm : 1);
-  f.waves = concurrent > 0 ? (tiles + concurrent - 1) / concurrent : 0;
+  if (concurrent <= 0) {
+    f.waves = 0;
+  } else if (tiles >= 0 && tiles + concurrent - 1 <= INT32_MAX) {
+    // The same quotient by a 32-bit division: a 64-bit one is a long subroutine on the device.
+    f.waves = static_cast<uint32_t>(tiles + concurrent - 1) / static_cast<uint32_t>(concurrent);
+  } else {
+    f.waves = (tiles + concurrent - 1) / concurrent;
+  }
   return f;
 }
 
 // Predicted microseconds of a uniform candidate: its config's fields.
+// `configs` is the compiled table (kBuiltinConfigs on the host, its __constant__ copy on the
+// device), read for the tiles per token block.
 template <class Sums>
 RAMP_HOST_DEVICE inline double predict_uniform(const Candidate& candidate, const Sums& sums,
+                                               const TileConfig* configs, int32_t out_features,
                                                int32_t num_sms) {
   const int32_t c = candidate.config;
+  const int64_t blocks = static_cast<int64_t>(sums[uniform_blocks_field(c)]);
   return candidate_predict(
-      candidate, features_of(static_cast<int64_t>(sums[uniform_blocks_field(c)]),
-                             static_cast<int64_t>(sums[uniform_tiles_field(c)]),
+      candidate, features_of(blocks, blocks * tiles_per_token_block(configs[c], out_features),
                              static_cast<int64_t>(sums[kActiveExpertsField]), num_sms,
                              candidate.ctas_per_sm));
 }
@@ -250,7 +269,9 @@ struct MixedGroupTerm {
 template <class Sums>
 RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& table,
                                                         const Candidate& mixed, int32_t config,
-                                                        const Sums& sums, int32_t num_sms) {
+                                                        const Sums& sums,
+                                                        const TileConfig* configs,
+                                                        int32_t out_features, int32_t num_sms) {
   MixedGroupTerm term{MixedGroupTerm::kEmpty, 0.0, 0.0};
   if (sums[mixed_active_field(config)] == 0) return term;
   const int32_t uniform_index = uniform_candidate_of(table, config);
@@ -259,10 +280,11 @@ RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& ta
     return term;
   }
   const Candidate& uniform = table.entries[uniform_index];
-  const CandidateFeatures f = features_of(static_cast<int64_t>(sums[mixed_blocks_field(config)]),
-                                          static_cast<int64_t>(sums[mixed_tiles_field(config)]),
-                                          static_cast<int64_t>(sums[mixed_active_field(config)]),
-                                          num_sms, mixed.ctas_per_sm);
+  const int64_t blocks = static_cast<int64_t>(sums[mixed_blocks_field(config)]);
+  const CandidateFeatures f =
+      features_of(blocks, blocks * tiles_per_token_block(configs[config], out_features),
+                  static_cast<int64_t>(sums[mixed_active_field(config)]), num_sms,
+                  mixed.ctas_per_sm);
   term.state = MixedGroupTerm::kPriced;
   term.cost = candidate_predict(uniform, f) - uniform.a;
   term.launch = uniform.a;
@@ -275,7 +297,8 @@ RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& ta
 // and composes them here, so host and device add in the same order.
 template <class Sums>
 RAMP_HOST_DEVICE inline double compose_mixed(const Candidate& mixed, const MixedGroupTerm* terms,
-                                             const Sums& sums, int32_t num_sms) {
+                                             const Sums& sums, const TileConfig* configs,
+                                             int32_t out_features, int32_t num_sms) {
   double launch = 0.0, sum = 0.0;
   bool composed = true, any = false;
   for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
@@ -291,8 +314,9 @@ RAMP_HOST_DEVICE inline double compose_mixed(const Candidate& mixed, const Mixed
   if (composed && any) return launch + sum;
   int64_t blocks = 0, tiles = 0, active = 0;
   for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
-    blocks += static_cast<int64_t>(sums[mixed_blocks_field(config)]);
-    tiles += static_cast<int64_t>(sums[mixed_tiles_field(config)]);
+    const int64_t config_blocks = static_cast<int64_t>(sums[mixed_blocks_field(config)]);
+    blocks += config_blocks;
+    tiles += config_blocks * tiles_per_token_block(configs[config], out_features);
     active += static_cast<int64_t>(sums[mixed_active_field(config)]);
   }
   return candidate_predict(mixed, features_of(blocks, tiles, active, num_sms, mixed.ctas_per_sm));
@@ -301,14 +325,18 @@ RAMP_HOST_DEVICE inline double compose_mixed(const Candidate& mixed, const Mixed
 // Predicted microseconds of table entry `index` (see the composition rule above for mixed).
 template <class Sums>
 RAMP_HOST_DEVICE inline double predict_from_sums(const CandidateTable& table, int32_t index,
-                                                 const Sums& sums, int32_t num_sms) {
+                                                 const Sums& sums, const TileConfig* configs,
+                                                 int32_t out_features, int32_t num_sms) {
   const Candidate& candidate = table.entries[index];
-  if (candidate.kind != kCandidateMixed) return predict_uniform(candidate, sums, num_sms);
+  if (candidate.kind != kCandidateMixed) {
+    return predict_uniform(candidate, sums, configs, out_features, num_sms);
+  }
   MixedGroupTerm terms[kNumBuiltinConfigs];
   for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
-    terms[config] = mixed_group_term(table, candidate, config, sums, num_sms);
+    terms[config] =
+        mixed_group_term(table, candidate, config, sums, configs, out_features, num_sms);
   }
-  return compose_mixed(candidate, terms, sums, num_sms);
+  return compose_mixed(candidate, terms, sums, configs, out_features, num_sms);
 }
 
 // The first-minimum rule every selection uses: candidate `time` at `index` replaces the best so
@@ -321,12 +349,13 @@ RAMP_HOST_DEVICE inline bool improves_on(double time, int32_t best, double best_
 // is empty. An empty histogram predicts every candidate's `a`.
 template <class Sums>
 RAMP_HOST_DEVICE inline int32_t select_from_sums(const CandidateTable& table, const Sums& sums,
+                                                 const TileConfig* configs, int32_t out_features,
                                                  int32_t num_sms) {
   int32_t best = -1;
   double best_time = 0.0;
   const int32_t count = table.count < kMaxCandidates ? table.count : kMaxCandidates;
   for (int32_t i = 0; i < count; ++i) {
-    const double time = predict_from_sums(table, i, sums, num_sms);
+    const double time = predict_from_sums(table, i, sums, configs, out_features, num_sms);
     if (improves_on(time, best, best_time)) {
       best = i;
       best_time = time;
@@ -336,26 +365,21 @@ RAMP_HOST_DEVICE inline int32_t select_from_sums(const CandidateTable& table, co
 }
 
 // The same on a histogram (the host's entry points; the device builds the sums in parallel).
-RAMP_HOST_DEVICE inline double predict_table_entry(const CandidateTable& table, int32_t index,
-                                                   const TileConfig* configs,
-                                                   const int32_t* histogram, int32_t num_experts,
-                                                   int32_t out_features, int32_t num_sms,
-                                                   int32_t total_big_tiles) {
+// Candidates index the compiled table kBuiltinConfigs.
+inline double predict_table_entry(const CandidateTable& table, int32_t index,
+                                  const int32_t* histogram, int32_t num_experts,
+                                  int32_t out_features, int32_t num_sms, int32_t total_big_tiles) {
   return predict_from_sums(table, index,
-                           selection_sums(configs, histogram, num_experts, out_features,
-                                          num_sms, total_big_tiles)
-                               .fields,
-                           num_sms);
+                           selection_sums(histogram, num_experts, num_sms, total_big_tiles).fields,
+                           kBuiltinConfigs, out_features, num_sms);
 }
 
-RAMP_HOST_DEVICE inline int32_t select_candidate(const CandidateTable& table,
-                                                 const TileConfig* configs,
-                                                 const int32_t* histogram, int32_t num_experts,
-                                                 int32_t out_features, int32_t num_sms) {
-  const int32_t big = mixed_rule_big_tiles(configs, histogram, num_experts, out_features);
-  return select_from_sums(
-      table, selection_sums(configs, histogram, num_experts, out_features, num_sms, big).fields,
-      num_sms);
+inline int32_t select_candidate(const CandidateTable& table, const int32_t* histogram,
+                                int32_t num_experts, int32_t out_features, int32_t num_sms) {
+  const int32_t big = mixed_rule_big_tiles(kBuiltinConfigs, histogram, num_experts, out_features);
+  return select_from_sums(table,
+                          selection_sums(histogram, num_experts, num_sms, big).fields,
+                          kBuiltinConfigs, out_features, num_sms);
 }
 
 }  // namespace ramp::dispatch

@@ -356,7 +356,7 @@ CandidateTable Profile::candidate_table() const {
 
 int32_t Profile::select_candidate(std::span<const int32_t> histogram) const {
   const CandidateTable table = candidate_table();
-  return dispatch::select_candidate(table, kBuiltinConfigs, histogram.data(),
+  return dispatch::select_candidate(table, histogram.data(),
                                     static_cast<int32_t>(histogram.size()), shape.out_features,
                                     sm_count);
 }

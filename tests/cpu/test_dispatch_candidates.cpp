@@ -65,17 +65,17 @@ TEST(Candidates, SelectionIsTheArgminWithFirstOnTies) {
   table.entries[0] = uniform(0, 10, 5);  // 10 + 5 * 1 = 15
   table.entries[1] = uniform(5, 2, 5);   // 2 + 5 * 9 = 47
   table.entries[2] = mixed(4, 5);        // 4 + 5 * 1 = 9
-  EXPECT_EQ(select_candidate(table, kBuiltinConfigs, histogram.data(), 3, 2048, 132), 2);
+  EXPECT_EQ(select_candidate(table, histogram.data(), 3, 2048, 132), 2);
   table.entries[2].c = 1.0;  // + 6 token blocks: 15, a tie with entry 0, which comes first
-  EXPECT_EQ(select_candidate(table, kBuiltinConfigs, histogram.data(), 3, 2048, 132), 0);
+  EXPECT_EQ(select_candidate(table, histogram.data(), 3, 2048, 132), 0);
   table.entries[2].c = 0.0;
   table.entries[2].d = 1.0;  // + log(7) = 1.95: 10.95 < 15
   EXPECT_NEAR(candidate_predict(table.entries[2],
                                 candidate_features(mixed(), histogram, 2048, 132)),
               9.0 + std::log(7.0), 1e-12);
-  EXPECT_EQ(select_candidate(table, kBuiltinConfigs, histogram.data(), 3, 2048, 132), 2);
+  EXPECT_EQ(select_candidate(table, histogram.data(), 3, 2048, 132), 2);
   CandidateTable empty;
-  EXPECT_EQ(select_candidate(empty, kBuiltinConfigs, histogram.data(), 3, 2048, 132), -1);
+  EXPECT_EQ(select_candidate(empty, histogram.data(), 3, 2048, 132), -1);
 }
 
 // candidates.h: a mix costs the launch once plus each config group as its uniform candidate.
@@ -90,14 +90,14 @@ TEST(Candidates, MixedIsPricedByComposingItsConfigGroups) {
   const int32_t big = mixed_rule_big_tiles(kBuiltinConfigs, histogram.data(), 3, 2048);
   // Groups: config 1 (500 rows: 64 tiles, 1 wave, 1 expert) -> 1 + 1; config 2 (16 tiles) ->
   // 1 + 1; config 5 (16 tiles) -> 1 + 1; launch = the largest a among 1, 2, 5 = 6.
-  EXPECT_DOUBLE_EQ(predict_table_entry(table, table.count - 1, kBuiltinConfigs, histogram.data(),
+  EXPECT_DOUBLE_EQ(predict_table_entry(table, table.count - 1, histogram.data(),
                                        3, 2048, 132, big),
                    6.0 + 6.0);
   // Without uniform candidates for its configs, the mixed entry's own coefficients price it.
   CandidateTable alone;
   alone.entries[alone.count++] = mixed(100.0);
   EXPECT_DOUBLE_EQ(
-      predict_table_entry(alone, 0, kBuiltinConfigs, histogram.data(), 3, 2048, 132, big), 100.0);
+      predict_table_entry(alone, 0, histogram.data(), 3, 2048, 132, big), 100.0);
 }
 
 // A fake GPU: each candidate's time is its own six-term model (plus 1% deterministic
@@ -124,7 +124,7 @@ struct FakeDevice {
     for (const Candidate& candidate : truth) table.entries[table.count++] = candidate;
     const int32_t e = static_cast<int32_t>(histogram.size());
     return predict_table_entry(
-               table, c, kBuiltinConfigs, histogram.data(), e, shape.out_features, sms,
+               table, c, histogram.data(), e, shape.out_features, sms,
                mixed_rule_big_tiles(kBuiltinConfigs, histogram.data(), e, shape.out_features)) *
            noise;
   }
