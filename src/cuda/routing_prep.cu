@@ -618,10 +618,12 @@ __global__ void __launch_bounds__(Cta::kThreads)
     }
     static_assert(kMaxPrepGemms == 2, "the sums above are written for two GEMMs");
     __syncthreads();  // (2a) the sums
-    // Warp g predicts GEMM g in parallel: lane i < count candidate i (a uniform one outright),
-    // lane kMaxCandidates + c the mixed candidate's group of config c; then the mixed lane
-    // composes its groups in config order and every lane walks the predictions in table order
-    // for the first minimum, as dispatch::select_from_sums does, so the choice is the host's.
+    // Warp g predicts GEMM g in parallel: lane i < count prices candidate i when it is uniform,
+    // lane kMaxCandidates + c the mixed candidate's group of config c; all of them through one
+    // price() call (the long part runs once for the warp, not once per kind of lane). Then the
+    // mixed lane composes its groups in config order and every lane walks the predictions in
+    // table order for the first minimum, as dispatch::select_from_sums does, so the choice is
+    // the host's.
     static_assert(kMaxPrepGemms <= Cta::kWarps);
     static_assert(dispatch::kMaxCandidates + dispatch::kNumBuiltinConfigs <= 32);
     if (warp < num_gemms && selects[warp]) {
@@ -630,21 +632,34 @@ __global__ void __launch_bounds__(Cta::kThreads)
       const int32_t count = min_i32(table.count, dispatch::kMaxCandidates);
       const int32_t out_features = args.out_features[g];
       const uint32_t* sums = sh.selection_sums[g];
-      const bool mixed_lane =
-          lane < count && table.entries[lane].kind == dispatch::kCandidateMixed;
-      double predicted = 0.0;
-      if (lane < count && !mixed_lane) {
-        predicted = dispatch::predict_uniform(table.entries[lane], sums, configs, out_features,
-                                              args.num_sms);
-      }
+      const int32_t kind = lane < count ? table.entries[lane].kind : -1;
+      const int32_t uniform_config =
+          kind == dispatch::kCandidateUniform ? table.entries[lane].config : -1;
+      const bool mixed_lane = kind == dispatch::kCandidateMixed;
       // Every mixed candidate composes from the same groups (its ctas_per_sm enters features_of):
       // the first one's groups are priced here, any later one prices its own below.
       const int32_t first_mixed = __ffs(__ballot_sync(0xffffffffu, mixed_lane)) - 1;
-      const int32_t config = lane - dispatch::kMaxCandidates;
-      if (first_mixed >= 0 && config >= 0 && config < dispatch::kNumBuiltinConfigs) {
-        sh.mixed_terms[g][config] =
-            dispatch::mixed_group_term(table, table.entries[first_mixed], config, sums, configs,
-                                       out_features, args.num_sms);
+      const int32_t group_config = lane - dispatch::kMaxCandidates;
+      const bool group_lane =
+          first_mixed >= 0 && group_config >= 0 && group_config < dispatch::kNumBuiltinConfigs;
+      // dispatch::uniform_candidate_of by ballots: the first uniform lane holding the config.
+      int32_t group_uniform = -1;
+#pragma unroll
+      for (int32_t c = 0; c < dispatch::kNumBuiltinConfigs; ++c) {
+        const uint32_t holders = __ballot_sync(0xffffffffu, uniform_config == c);
+        if (group_config == c) group_uniform = __ffs(holders) - 1;
+      }
+      dispatch::PricingInput input{-1, 0, 1, 0, 0};
+      if (uniform_config >= 0) input = dispatch::uniform_pricing(table, lane, sums);
+      if (group_lane) {
+        input = dispatch::group_pricing(table.entries[first_mixed], group_config, group_uniform,
+                                        sums);
+      }
+      const bool prices = uniform_config >= 0 || (group_lane && dispatch::group_is_priced(input));
+      double predicted = 0.0;
+      if (prices) predicted = dispatch::price(table, input, configs, out_features, args.num_sms);
+      if (group_lane) {
+        sh.mixed_terms[g][group_config] = dispatch::mixed_group_term(table, input, predicted);
       }
       __syncwarp();
       if (mixed_lane) {

@@ -232,19 +232,47 @@ RAMP_HOST_DEVICE inline CandidateFeatures features_of(int64_t blocks, int64_t ti
   return f;
 }
 
-// Predicted microseconds of a uniform candidate: its config's fields.
+// What one prediction reads: whose coefficients, which config's tiles, the token blocks and
+// experts, and the CTAs per SM of the launch. Host and device make these first (short,
+// different per candidate), then price() them: on the device every lane of the predicting
+// warp runs that long part (two double logs, a division) at once, not one path after another.
+struct PricingInput {
+  int32_t coefficients;  // table index whose a..f price it; -1: nothing to price
+  int32_t config;        // compiled config whose tiles per token block apply
+  int32_t ctas_per_sm;
+  int64_t blocks;
+  int64_t active;
+};
+
+// A uniform candidate: its config's uniform fields, all active experts.
+template <class Sums>
+RAMP_HOST_DEVICE inline PricingInput uniform_pricing(const CandidateTable& table, int32_t index,
+                                                     const Sums& sums) {
+  const Candidate& candidate = table.entries[index];
+  return PricingInput{index, candidate.config, candidate.ctas_per_sm,
+                      static_cast<int64_t>(sums[uniform_blocks_field(candidate.config)]),
+                      static_cast<int64_t>(sums[kActiveExpertsField])};
+}
+
+// The mixed candidate's group of `config` priced by uniform candidate `uniform_index` (-1 when
+// the table has none for that config): the group's fields, the mixed launch's CTAs per SM.
+template <class Sums>
+RAMP_HOST_DEVICE inline PricingInput group_pricing(const Candidate& mixed, int32_t config,
+                                                   int32_t uniform_index, const Sums& sums) {
+  return PricingInput{uniform_index, config, mixed.ctas_per_sm,
+                      static_cast<int64_t>(sums[mixed_blocks_field(config)]),
+                      static_cast<int64_t>(sums[mixed_active_field(config)])};
+}
+
 // `configs` is the compiled table (kBuiltinConfigs on the host, its __constant__ copy on the
 // device), read for the tiles per token block.
-template <class Sums>
-RAMP_HOST_DEVICE inline double predict_uniform(const Candidate& candidate, const Sums& sums,
-                                               const TileConfig* configs, int32_t out_features,
-                                               int32_t num_sms) {
-  const int32_t c = candidate.config;
-  const int64_t blocks = static_cast<int64_t>(sums[uniform_blocks_field(c)]);
-  return candidate_predict(
-      candidate, features_of(blocks, blocks * tiles_per_token_block(configs[c], out_features),
-                             static_cast<int64_t>(sums[kActiveExpertsField]), num_sms,
-                             candidate.ctas_per_sm));
+RAMP_HOST_DEVICE inline double price(const CandidateTable& table, const PricingInput& input,
+                                     const TileConfig* configs, int32_t out_features,
+                                     int32_t num_sms) {
+  const int64_t tiles = input.blocks * tiles_per_token_block(configs[input.config], out_features);
+  return candidate_predict(table.entries[input.coefficients],
+                           features_of(input.blocks, tiles, input.active, num_sms,
+                                       input.ctas_per_sm));
 }
 
 // Index of the first uniform candidate of `config` in the table; -1 when there is none.
@@ -266,29 +294,18 @@ struct MixedGroupTerm {
   double cost;    // T_uniform c(experts of c) - a_c
   double launch;  // a_c
 };
-template <class Sums>
+// The term from the group's pricing input and, when it is priced, its price.
 RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& table,
-                                                        const Candidate& mixed, int32_t config,
-                                                        const Sums& sums,
-                                                        const TileConfig* configs,
-                                                        int32_t out_features, int32_t num_sms) {
-  MixedGroupTerm term{MixedGroupTerm::kEmpty, 0.0, 0.0};
-  if (sums[mixed_active_field(config)] == 0) return term;
-  const int32_t uniform_index = uniform_candidate_of(table, config);
-  if (uniform_index < 0) {
-    term.state = MixedGroupTerm::kUnpriced;
-    return term;
-  }
-  const Candidate& uniform = table.entries[uniform_index];
-  const int64_t blocks = static_cast<int64_t>(sums[mixed_blocks_field(config)]);
-  const CandidateFeatures f =
-      features_of(blocks, blocks * tiles_per_token_block(configs[config], out_features),
-                  static_cast<int64_t>(sums[mixed_active_field(config)]), num_sms,
-                  mixed.ctas_per_sm);
-  term.state = MixedGroupTerm::kPriced;
-  term.cost = candidate_predict(uniform, f) - uniform.a;
-  term.launch = uniform.a;
-  return term;
+                                                        const PricingInput& input,
+                                                        double priced) {
+  if (input.active == 0) return MixedGroupTerm{MixedGroupTerm::kEmpty, 0.0, 0.0};
+  if (input.coefficients < 0) return MixedGroupTerm{MixedGroupTerm::kUnpriced, 0.0, 0.0};
+  const double launch = table.entries[input.coefficients].a;
+  return MixedGroupTerm{MixedGroupTerm::kPriced, priced - launch, launch};
+}
+// Whether the group's input has anything to price (mixed_group_term reads the price then).
+RAMP_HOST_DEVICE inline bool group_is_priced(const PricingInput& input) {
+  return input.active != 0 && input.coefficients >= 0;
 }
 
 // The mixed candidate's prediction from its groups' terms (config order; see the composition
@@ -329,12 +346,15 @@ RAMP_HOST_DEVICE inline double predict_from_sums(const CandidateTable& table, in
                                                  int32_t out_features, int32_t num_sms) {
   const Candidate& candidate = table.entries[index];
   if (candidate.kind != kCandidateMixed) {
-    return predict_uniform(candidate, sums, configs, out_features, num_sms);
+    return price(table, uniform_pricing(table, index, sums), configs, out_features, num_sms);
   }
   MixedGroupTerm terms[kNumBuiltinConfigs];
   for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
-    terms[config] =
-        mixed_group_term(table, candidate, config, sums, configs, out_features, num_sms);
+    const PricingInput input =
+        group_pricing(candidate, config, uniform_candidate_of(table, config), sums);
+    terms[config] = mixed_group_term(
+        table, input,
+        group_is_priced(input) ? price(table, input, configs, out_features, num_sms) : 0.0);
   }
   return compose_mixed(candidate, terms, sums, configs, out_features, num_sms);
 }
