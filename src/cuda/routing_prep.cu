@@ -404,7 +404,6 @@ struct FastCta {
     // 32-bit: every field stays below 2^31 (E <= 256 tasks of < 2^23 tiles each, see
     // routing_prep_can_select), and shared 32-bit atomics are native where 64-bit ones are not.
     uint32_t selection_sums[kMaxPrepGemms][dispatch::kSelectionSumFields];
-    dispatch::MixedGroupTerm mixed_terms[kMaxPrepGemms][dispatch::kNumBuiltinConfigs];
     int32_t selected[kMaxPrepGemms];
     int2 errors[kWarps];
     alignas(16) int32_t sorted_slots[kStageSlots ? kSlotCapacity : 4];  // kStageSlots
@@ -604,6 +603,10 @@ __global__ void __launch_bounds__(Cta::kThreads)
         }
       }
     }
+    // Every lane gets every warp sum; lane f then adds field f (one atomic per lane, not a
+    // branch per field on lane 0).
+    static_assert(dispatch::kSelectionSumFields <= 32);
+    uint32_t lane_sum[kMaxPrepGemms] = {0, 0};
 #pragma unroll
     for (int32_t field = 0; field < dispatch::kSelectionSumFields; ++field) {
       const bool per_gemm =
@@ -611,10 +614,12 @@ __global__ void __launch_bounds__(Cta::kThreads)
       const uint32_t sum0 = __reduce_add_sync(0xffffffffu, mine[0][field]);
       const uint32_t sum1 =
           per_gemm && selects[1] ? __reduce_add_sync(0xffffffffu, mine[1][field]) : sum0;
-      if (lane == 0) {
-        if (selects[0] && sum0 != 0) atomicAdd(&sh.selection_sums[0][field], sum0);
-        if (selects[1] && sum1 != 0) atomicAdd(&sh.selection_sums[1][field], sum1);
-      }
+      lane_sum[0] = lane == field ? sum0 : lane_sum[0];
+      lane_sum[1] = lane == field ? sum1 : lane_sum[1];
+    }
+    if (lane < dispatch::kSelectionSumFields) {
+      if (selects[0] && lane_sum[0] != 0) atomicAdd(&sh.selection_sums[0][lane], lane_sum[0]);
+      if (selects[1] && lane_sum[1] != 0) atomicAdd(&sh.selection_sums[1][lane], lane_sum[1]);
     }
     static_assert(kMaxPrepGemms == 2, "the sums above are written for two GEMMs");
     __syncthreads();  // (2a) the sums
@@ -649,34 +654,46 @@ __global__ void __launch_bounds__(Cta::kThreads)
         const uint32_t holders = __ballot_sync(0xffffffffu, uniform_config == c);
         if (group_config == c) group_uniform = __ffs(holders) - 1;
       }
-      dispatch::PricingInput input{-1, 0, 1, 0, 0};
-      if (uniform_config >= 0) input = dispatch::uniform_pricing(table, lane, sums);
-      if (group_lane) {
-        input = dispatch::group_pricing(table.entries[first_mixed], group_config, group_uniform,
-                                        sums);
-      }
-      const bool prices = uniform_config >= 0 || (group_lane && dispatch::group_is_priced(input));
+      // Both inputs made on every lane (indices clamped into range) and one taken: no branch.
+      const bool uniform_lane = uniform_config >= 0;
+      const dispatch::PricingInput as_uniform =
+          dispatch::uniform_pricing(table, min_i32(lane, count - 1), sums);
+      const dispatch::PricingInput as_group = dispatch::group_pricing(
+          table.entries[max_i32(first_mixed, 0)],
+          min_i32(max_i32(group_config, 0), dispatch::kNumBuiltinConfigs - 1), group_uniform, sums);
+      const dispatch::PricingInput input = uniform_lane ? as_uniform : as_group;
+      const bool prices = uniform_lane || (group_lane && dispatch::group_is_priced(input));
       double predicted = 0.0;
       if (prices) predicted = dispatch::price(table, input, configs, out_features, args.num_sms);
-      if (group_lane) {
-        sh.mixed_terms[g][group_config] = dispatch::mixed_group_term(table, input, predicted);
+      const dispatch::MixedGroupTerm term = dispatch::mixed_group_term(table, input, predicted);
+      // The mixed lane gathers its groups' terms from the group lanes, in config order.
+      dispatch::MixedGroupTerm terms[dispatch::kNumBuiltinConfigs];
+#pragma unroll
+      for (int32_t c = 0; c < dispatch::kNumBuiltinConfigs; ++c) {
+        const int source = dispatch::kMaxCandidates + c;
+        terms[c].state = __shfl_sync(0xffffffffu, term.state, source);
+        terms[c].cost = __shfl_sync(0xffffffffu, term.cost, source);
+        terms[c].launch = __shfl_sync(0xffffffffu, term.launch, source);
       }
-      __syncwarp();
       if (mixed_lane) {
         predicted = lane == first_mixed
-                        ? dispatch::compose_mixed(table.entries[lane], sh.mixed_terms[g], sums,
-                                                  configs, out_features, args.num_sms)
+                        ? dispatch::compose_mixed(table.entries[lane], terms, sums, configs,
+                                                  out_features, args.num_sms)
                         : dispatch::predict_from_sums(table, lane, sums, configs, out_features,
                                                       args.num_sms);
+      }
+      double times[dispatch::kMaxCandidates];
+#pragma unroll
+      for (int32_t candidate = 0; candidate < dispatch::kMaxCandidates; ++candidate) {
+        times[candidate] = __shfl_sync(0xffffffffu, predicted, candidate);
       }
       int32_t best = -1;
       double best_time = 0.0;
 #pragma unroll
       for (int32_t candidate = 0; candidate < dispatch::kMaxCandidates; ++candidate) {
-        const double time = __shfl_sync(0xffffffffu, predicted, candidate);
-        if (candidate < count && dispatch::improves_on(time, best, best_time)) {
+        if (candidate < count && dispatch::improves_on(times[candidate], best, best_time)) {
           best = candidate;
-          best_time = time;
+          best_time = times[candidate];
         }
       }
       if (lane == 0) sh.selected[g] = best;
