@@ -191,11 +191,17 @@ static_assert(kStagingBytesPerWarpgroup % kSwizzleAtomBytes == 0,
               "each warpgroup's staging starts on a swizzle atom (the boxes' swizzle follows "
               "the shared-memory address)");
 
-// Full barrier: one arrival per producer thread (cp.async.mbarrier.arrive.noinc) plus the
-// elected thread's arrive.expect_tx for the weight TMA. Row boxes (token_rows_by_box): the
-// elected thread makes all of them (expect_tx, then the producer threads' share at once).
-// With TMA token rows the elected thread's arrive.expect_tx (weights + rows) is the only one.
-inline constexpr uint32_t kFullBarrierArrivals = kTokenRowsByTma ? 1 : kThreadsPerWarpgroup + 1;
+// Full barrier: one arrival per producer thread plus the elected thread's arrive.expect_tx for
+// the stage's TMA bytes. cp.async rows: each thread's cp.async.mbarrier.arrive.noinc. TMA row
+// boxes or rows (only some threads copy): each producer warp arrives for its 32 threads once
+// they have all seen the stage free (arrive_for_warp). Every producer thread must count: a
+// stage then cannot be filled again, consumed and released while some producer thread has not
+// yet seen it free, so no thread's parity wait is ever lapped. (When the elected thread alone
+// made all the arrivals, the other producer threads, which only followed the ring, could fall
+// two phases behind on a stage and wait forever for a parity that had already passed: the
+// layer hung about once in ten olmoe-1b-7b runs at T = 128..512, its GEMM2 caught by cuda-gdb
+// with producer warps 1-3 of one CTA still in the ring while everything else had finished.)
+inline constexpr uint32_t kFullBarrierArrivals = kThreadsPerWarpgroup + 1;
 
 template <class Set>
 struct LaunchTraits;

@@ -15,6 +15,13 @@
 
 namespace ramp::cuda::detail {
 
+// A producer warp's 32 arrivals on a full barrier, made by its lane 0 once every lane of the
+// warp has passed the stage's acquire (kFullBarrierArrivals says why every thread must count).
+__device__ __forceinline__ void arrive_for_warp(uint64_t* full) {
+  __syncwarp();
+  if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive_count(full, 32);
+}
+
 template <GemmEpilogue kEpilogue>
 __device__ __forceinline__ void load_weight_tile(const KernelParams& params, uint32_t smem_dst,
                                                  uint64_t* full_barrier, int map_index,
@@ -117,6 +124,7 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
       ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kRowBytes,
                        &params.token_map, full, k_block * kKTile, a_row);
     }
+    arrive_for_warp(full);
     cursor.filled(Traits::kStages);
   }
 }
@@ -202,9 +210,9 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
 }
 
 // Consecutive token rows (GEMM2: the intermediate is in sorted order) in boxes of 64 rows:
-// per k-block the elected thread sends the weight box and ceil(valid rows / 64) row boxes and
-// makes every arrival of the full barrier; the other producer threads only follow the ring
-// (acquire/filled keep their cursors, which a later cp.async tile of the launch uses, in step).
+// per k-block the elected thread sends the weight box and ceil(valid rows / 64) row boxes; every
+// producer warp arrives for its threads (arrive_for_warp), so all cursors stay in step with the
+// barriers for a later cp.async tile of the launch.
 // Rows of the last box past the task's end belong to the next task (or are zero-filled past
 // the tensor's end); boxes wholly past it are not loaded and hold stale values. Either way
 // their MMA rows/columns are computed and never stored.
@@ -229,8 +237,8 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
   const int k_end = extent.first_k_block + extent.k_blocks;
   for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
     cursor.acquire(barriers);
+    uint64_t* full = barriers.full(cursor.stage);
     if (elected) {
-      uint64_t* full = barriers.full(cursor.stage);
       const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
       issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
@@ -241,10 +249,8 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
                          &params.row_box_map, full, k_block * kKTile,
                          extent.first_row + box * kRowBoxRows);
       }
-      if constexpr (kFullBarrierArrivals > 1) {
-        ptx::mbarrier_arrive_count(full, kFullBarrierArrivals - 1);
-      }
     }
+    arrive_for_warp(full);
     cursor.filled(Traits::kStages);
   }
 }
