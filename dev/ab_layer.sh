@@ -3,7 +3,8 @@
 # once per round, rounds alternating (so drift and clocks hit all alike), each a
 # `ramp bench layer` without the torch peer, and writes $OUT/ab-<label>-<round>.json (logs
 # appended to $OUT/ab.log: the device tool brings back at most 8 files). A variant is
-# LABEL=COMMAND, the command being a ramp binary with any extra options (word-split).
+# LABEL=COMMAND, the command being a ramp binary with any extra options of `bench layer`
+# (word-split; they are placed after `bench layer`).
 # Compare with dev/ab_compare.py (best of the rounds).
 #   OUT=/tmp/out dev/ab_layer.sh base=build-head/ramp new=build-gpu/tools/ramp \
 #     "off=build-gpu/tools/ramp --no-prefetch" -- --models all --tokens 1,512 --routings uniform
@@ -17,8 +18,10 @@ rounds=${AB_ROUNDS:-2}
 for round in $(seq 1 "$rounds"); do
   for variant in "${variants[@]}"; do
     label=${variant%%=*} command=${variant#*=}
-    # shellcheck disable=SC2086  # the command is a binary plus options, split on purpose
-    $command bench layer --no-torch-peer --out "$OUT/ab-$label-$round.json" "$@" \
+    binary=${command%% *} options=${command#"$binary"}
+    # The variant's options go after `bench layer` (ramp takes no options before a command).
+    # shellcheck disable=SC2086  # the options are words, split on purpose
+    $binary bench layer $options --no-torch-peer --out "$OUT/ab-$label-$round.json" "$@" \
       >> "$OUT/ab.log" 2>&1 || echo "ab: $label round $round failed (rc=$?)" | tee -a "$OUT/ab.log"
   done
 done
