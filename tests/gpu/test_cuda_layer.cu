@@ -4,8 +4,12 @@
 // turn, and bad input turned into the host's Status without a crash.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 #include <limits>
 #include <string>
@@ -398,6 +402,75 @@ TEST(CudaLayer, ZeroTokensLaunchNothingAndSucceed) {
   gemm.in_features = 128;
   gemm.w = args.w13;
   EXPECT_TRUE(cuda::grouped_gemm(gemm, nullptr, 0, nullptr).is_ok());
+}
+
+// Waits for `stream` by polling, so a hung kernel fails the test instead of stalling the suite:
+// a hang cannot be cancelled from the host, so past the deadline the failure is reported and
+// the process ends (the driver then tears the kernels down).
+void drain_or_end_process(cudaStream_t stream, double deadline_seconds, const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
+  cudaError_t state = cudaStreamQuery(stream);
+  while (state == cudaErrorNotReady) {
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > deadline_seconds) {
+      ADD_FAILURE() << what << ": still running after " << deadline_seconds
+                    << " s: a kernel hangs; ending the process";
+      std::fflush(stdout);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    state = cudaStreamQuery(stream);
+  }
+  ASSERT_EQ(state, cudaSuccess) << what << ": " << cudaGetErrorString(state);
+}
+
+// A stress test of the stage ring's barriers, where the layer once hung. olmoe-1b-7b's shape at
+// T = 128 (zipf1.0) and T = 512 (uniform) mixes, in GEMM2's launch, 128-row tiles whose token
+// rows come as TMA boxes (one elected producer thread issues the copies) with swapped tiles
+// gathered by every producer thread (cp.async). Before 18f2af2 the producer warps that only
+// followed the ring in a box tile could be lapped on a stage's empty barrier and spin forever:
+// on the H100 about one `ramp bench layer` run in ten over four such cells (~36 launches each)
+// hung (bench/results/h100-2026-11-22l-hang-repro.log), and this test hung on the binary without
+// the fix. Each case replays its layer graph kLaunches times, in batches whose completion is
+// awaited with a deadline (a blocked launch queue would otherwise hold the host too), and the
+// last output must equal the first bit for bit.
+TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  constexpr int kLaunches = 3000;
+  constexpr int kBatch = 100;                // ~35 ms of work per batch on the H100
+  constexpr double kDeadlineSeconds = 30.0;  // per batch
+  const LayerCase cases[] = {{"zipf1.0", 128, 64, 8, 2048, 1024},
+                             {"uniform", 512, 64, 8, 2048, 1024}};
+  cudaStream_t stream;
+  RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const LayerCase& c : cases) {
+    LayerProblem problem(c, 900);
+    RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    const Status captured = problem.run(stream);
+    cudaGraph_t graph = nullptr;
+    RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+    ASSERT_TRUE(captured.is_ok()) << captured.to_string();
+    cudaGraphExec_t exec;
+    RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    problem.poison_output();
+    RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    drain_or_end_process(stream, kDeadlineSeconds, describe(c) + ", first launch");
+    ASSERT_TRUE(problem.routing_status(stream).is_ok());
+    const std::vector<bf16> first = problem.output();
+    for (int launched = 0; launched < kLaunches; launched += kBatch) {
+      for (int i = 0; i < kBatch; ++i) RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+      drain_or_end_process(stream, kDeadlineSeconds,
+                           describe(c) + ", launches " + std::to_string(launched) + " to " +
+                               std::to_string(launched + kBatch));
+    }
+    const std::vector<bf16> last = problem.output();
+    EXPECT_EQ(std::memcmp(first.data(), last.data(), sizeof(bf16) * last.size()), 0)
+        << describe(c) << ": the last of " << kLaunches << " launches differs from the first";
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaStreamDestroy(stream);
 }
 
 TEST(CudaGroupedGemm, MatchesCpuReferenceAndIsDeterministic) {
