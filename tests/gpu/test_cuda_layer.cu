@@ -278,6 +278,17 @@ TEST(CudaLayer, BitwiseDeterministic) {
   }
 }
 
+// One layer launch captured on `stream` into an instantiated graph, as an engine captures it.
+void capture_layer_graph(LayerProblem& problem, cudaStream_t stream, cudaGraphExec_t* exec) {
+  RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const Status captured = problem.run(stream);
+  cudaGraph_t graph = nullptr;
+  RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_TRUE(captured.is_ok()) << captured.to_string();
+  RAMP_ASSERT_CUDA(cudaGraphInstantiate(exec, graph, 0));
+  cudaGraphDestroy(graph);  // the instantiated graph does not need it
+}
+
 // The graph is captured once; between replays only the routing buffers change (same T), as in
 // an inference engine. Each replay must follow its own routing.
 TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
@@ -285,13 +296,8 @@ TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
   LayerProblem problem({"uniform", 96, 32, 4, 512, 256}, 400);
   cudaStream_t stream;
   RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const Status captured = problem.run(stream);
-  cudaGraph_t graph = nullptr;
-  RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-  ASSERT_TRUE(captured.is_ok()) << captured.to_string();
-  cudaGraphExec_t exec;
-  RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_NO_FATAL_FAILURE(capture_layer_graph(problem, stream, &exec));
 
   const char* routings[] = {"zipf1.5", "hot", "balanced", "worst", "uniform"};
   for (size_t replay = 0; replay < std::size(routings); ++replay) {
@@ -305,7 +311,6 @@ TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
         << "replay " << replay << " (" << routings[replay] << ")";
   }
   cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);
 }
 
@@ -446,13 +451,8 @@ TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
   RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   for (const LayerCase& c : cases) {
     LayerProblem problem(c, 900);
-    RAMP_ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    const Status captured = problem.run(stream);
-    cudaGraph_t graph = nullptr;
-    RAMP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-    ASSERT_TRUE(captured.is_ok()) << captured.to_string();
-    cudaGraphExec_t exec;
-    RAMP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_NO_FATAL_FAILURE(capture_layer_graph(problem, stream, &exec));
     problem.poison_output();
     RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
     drain_or_end_process(stream, kDeadlineSeconds, describe(c) + ", first launch");
@@ -468,7 +468,6 @@ TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
     EXPECT_EQ(std::memcmp(first.data(), last.data(), sizeof(bf16) * last.size()), 0)
         << describe(c) << ": the last of " << kLaunches << " launches differs from the first";
     cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
   }
   cudaStreamDestroy(stream);
 }
