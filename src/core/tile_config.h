@@ -34,9 +34,13 @@ struct TileConfig {
   RAMP_HOST_DEVICE constexpr int32_t feature_blocks(int32_t features) const {
     return ceil_div(features, feature_tile);
   }
-  // Tiles of one task: ceil(m / token_tile) * ceil(N / feature_tile) * split_k. 0 when m = 0.
+  // Tiles per token block: ceil(N / feature_tile) * split_k. Example: 128x256, N = 2048 -> 8.
+  RAMP_HOST_DEVICE constexpr int32_t tiles_per_token_block(int32_t features) const {
+    return feature_blocks(features) * split_k;
+  }
+  // Tiles of one task: ceil(m / token_tile) * tiles_per_token_block(N). 0 when m = 0.
   RAMP_HOST_DEVICE constexpr int32_t tiles(int32_t rows, int32_t features) const {
-    return token_blocks(rows) * feature_blocks(features) * split_k;
+    return token_blocks(rows) * tiles_per_token_block(features);
   }
 
   // "normal 128x256 k64 s4 wg2 g8 sk1": orientation, tokens x features, then the rest.

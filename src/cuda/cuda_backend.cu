@@ -98,11 +98,10 @@ int32_t max_total_tiles(int32_t num_slots, int32_t num_experts, int32_t out_feat
   double tiles_per_row = 0.0;
   double tiles_per_expert = 0.0;
   for (const TileConfig& config : dispatch::kBuiltinConfigs) {
-    const double feature_blocks =
-        static_cast<double>(config.feature_blocks(out_features)) * config.split_k;
-    tiles_per_row = std::max(tiles_per_row, feature_blocks / config.token_tile);
+    const double per_block = static_cast<double>(config.tiles_per_token_block(out_features));
+    tiles_per_row = std::max(tiles_per_row, per_block / config.token_tile);
     tiles_per_expert = std::max(tiles_per_expert,
-                                feature_blocks * (config.token_tile - 1) / config.token_tile);
+                                per_block * (config.token_tile - 1) / config.token_tile);
   }
   const double non_empty = std::min(num_experts, num_slots);
   const double bound = std::ceil(tiles_per_row * num_slots + tiles_per_expert * non_empty) + 1.0;

@@ -443,7 +443,7 @@ __global__ void __launch_bounds__(Cta::kThreads)
 #pragma unroll
     for (int g = 0; g < kMaxPrepGemms; ++g) {
       sh.feature_blocks[g][tid] =
-          g < num_gemms ? config.feature_blocks(args.out_features[g]) * config.split_k : 0;
+          g < num_gemms ? config.tiles_per_token_block(args.out_features[g]) : 0;
     }
   }
   int32_t* row = sh.warp_counts[warp];
@@ -1133,7 +1133,7 @@ bool fast_plan_fits(const RoutingPrepArgs& args, int32_t num_slots) {
       if (args.forced_config >= 0 && c != args.forced_config) continue;
       const TileConfig& config = dispatch::kBuiltinConfigs[c];
       const int64_t tiles = int64_t{config.token_blocks(max_i32(num_slots, 1))} *
-                            config.feature_blocks(args.out_features[g]) * config.split_k;
+                            config.tiles_per_token_block(args.out_features[g]);
       if (tiles >= kFastMaxTiles) return false;
     }
   }

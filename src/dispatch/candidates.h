@@ -153,7 +153,7 @@ RAMP_HOST_DEVICE inline double candidate_predict(const Candidate& candidate,
 // flat (kSelectionSumFields words): per compiled config c, the token blocks if every active
 // expert used it (uniform candidates), and the blocks and experts of the mixed rule's group of
 // c; then the active experts. A config's tiles are its token blocks times its tiles per token
-// block (tiles_per_token_block), so they need no sums of their own. Integer sums do not depend
+// block (TileConfig::tiles_per_token_block), so they need no sums of their own. Integer sums do not depend
 // on the order they are added in, so the routing-prep kernel adds experts in parallel (32-bit
 // words in shared memory) and reaches exactly the host's numbers (64-bit), and from there the
 // same predictions and the same choice. The readers below take any array of integers (`Sums`
@@ -172,12 +172,6 @@ template <int32_t C>
 RAMP_HOST_DEVICE constexpr int32_t builtin_token_blocks(int32_t rows) {
   constexpr TileConfig config = kBuiltinConfigs[C];
   return config.token_blocks(rows);
-}
-// Tiles per token block of compiled config `c` in a GEMM with `out_features` outputs:
-// feature blocks x split-K. Example: config 0 (128x256), N = 2048 -> 8.
-RAMP_HOST_DEVICE inline int64_t tiles_per_token_block(const TileConfig& config,
-                                                      int32_t out_features) {
-  return static_cast<int64_t>(config.feature_blocks(out_features)) * config.split_k;
 }
 
 // Adds what one expert with `rows` tokens contributes to every field; `mixed` is the config
@@ -269,7 +263,8 @@ RAMP_HOST_DEVICE inline PricingInput group_pricing(const Candidate& mixed, int32
 RAMP_HOST_DEVICE inline double price(const CandidateTable& table, const PricingInput& input,
                                      const TileConfig* configs, int32_t out_features,
                                      int32_t num_sms) {
-  const int64_t tiles = input.blocks * tiles_per_token_block(configs[input.config], out_features);
+  const int64_t tiles =
+      input.blocks * configs[input.config].tiles_per_token_block(out_features);
   return candidate_predict(table.entries[input.coefficients],
                            features_of(input.blocks, tiles, input.active, num_sms,
                                        input.ctas_per_sm));
@@ -287,25 +282,27 @@ RAMP_HOST_DEVICE inline int32_t uniform_candidate_of(const CandidateTable& table
 
 // One group of the mixed candidate's composition (the experts the builtin rule gives `config`):
 // what the uniform candidate of that config predicts for them alone, less its launch term.
-// Plain data (no member initialisers) so the routing prep can hold it in shared memory.
 struct MixedGroupTerm {
   enum State : int32_t { kEmpty = 0, kPriced = 1, kUnpriced = 2 };  // kUnpriced: no uniform
   int32_t state;
   double cost;    // T_uniform c(experts of c) - a_c
   double launch;  // a_c
 };
+// Whether the group's input has anything to price (mixed_group_term reads the price then):
+// experts in the group and a uniform candidate for its config.
+RAMP_HOST_DEVICE inline bool group_is_priced(const PricingInput& input) {
+  return input.active != 0 && input.coefficients >= 0;
+}
 // The term from the group's pricing input and, when it is priced, its price.
 RAMP_HOST_DEVICE inline MixedGroupTerm mixed_group_term(const CandidateTable& table,
                                                         const PricingInput& input,
                                                         double priced) {
-  if (input.active == 0) return MixedGroupTerm{MixedGroupTerm::kEmpty, 0.0, 0.0};
-  if (input.coefficients < 0) return MixedGroupTerm{MixedGroupTerm::kUnpriced, 0.0, 0.0};
+  if (!group_is_priced(input)) {
+    return MixedGroupTerm{input.active == 0 ? MixedGroupTerm::kEmpty : MixedGroupTerm::kUnpriced,
+                          0.0, 0.0};
+  }
   const double launch = table.entries[input.coefficients].a;
   return MixedGroupTerm{MixedGroupTerm::kPriced, priced - launch, launch};
-}
-// Whether the group's input has anything to price (mixed_group_term reads the price then).
-RAMP_HOST_DEVICE inline bool group_is_priced(const PricingInput& input) {
-  return input.active != 0 && input.coefficients >= 0;
 }
 
 // The mixed candidate's prediction from its groups' terms (config order; see the composition
@@ -333,7 +330,7 @@ RAMP_HOST_DEVICE inline double compose_mixed(const Candidate& mixed, const Mixed
   for (int32_t config = 0; config < kNumBuiltinConfigs; ++config) {
     const int64_t config_blocks = static_cast<int64_t>(sums[mixed_blocks_field(config)]);
     blocks += config_blocks;
-    tiles += config_blocks * tiles_per_token_block(configs[config], out_features);
+    tiles += config_blocks * configs[config].tiles_per_token_block(out_features);
     active += static_cast<int64_t>(sums[mixed_active_field(config)]);
   }
   return candidate_predict(mixed, features_of(blocks, tiles, active, num_sms, mixed.ctas_per_sm));

@@ -14,7 +14,7 @@ WaveFeatures wave_features(const TileConfig& config, std::span<const int32_t> hi
                            int32_t out_features, int32_t concurrent_ctas) {
   int64_t token_blocks = 0;
   for (const int32_t rows : histogram) token_blocks += config.token_blocks(rows);
-  const int64_t tiles = token_blocks * config.feature_blocks(out_features) * config.split_k;
+  const int64_t tiles = token_blocks * config.tiles_per_token_block(out_features);
   WaveFeatures features;
   features.token_blocks = static_cast<double>(token_blocks);
   features.tiles = static_cast<double>(tiles);

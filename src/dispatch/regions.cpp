@@ -74,7 +74,7 @@ ConfigVariables config_variables(const TileConfig& config, const GemmShape& shap
                                  const DeviceConstants& device) {
   ConfigVariables v;
   for (const int32_t rows : histogram) v.token_blocks += config.token_blocks(rows);
-  v.tiles = v.token_blocks * config.feature_blocks(shape.out_features) * config.split_k;
+  v.tiles = v.token_blocks * config.tiles_per_token_block(shape.out_features);
   v.concurrent_ctas = concurrent_ctas(config, device);
   v.waves = static_cast<double>(v.tiles) / v.concurrent_ctas;
   v.k_depth = shape.in_features / config.k_tile;
