@@ -436,6 +436,7 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   cuda_options.l2_group[0] = ctx.options->l2_group[0];
   cuda_options.l2_group[1] = ctx.options->l2_group[1];
   cuda_options.num_sms = ctx.device.sm_count;
+  cuda_options.decode_max_tokens = ctx.options->decode_max_tokens;
 
   RAMP_TRY(fill_bf16_bits_device(out.as<bf16>(), T * H, kPoisonBits, ctx.stream));
   RAMP_TRY(cuda::moe_layer(shape, args, workspace.data(), workspace_bytes, ctx.stream,
@@ -637,6 +638,7 @@ json::Value results_json(const Context& ctx, const std::vector<CaseResult>& resu
   settings.set("routing_aware", options.routing_aware);
   settings.set("l2_group", std::to_string(options.l2_group[0]) + "," +
                                std::to_string(options.l2_group[1]));
+  settings.set("decode_max_tokens", options.decode_max_tokens);  // -1: the library's rule
   settings.set("seed", static_cast<int64_t>(options.seed));
   settings.set("verify_tokens", options.verify_tokens);
   root.set("settings", std::move(settings));

@@ -31,9 +31,9 @@ API_TEST_BINARY=$BUILD/tests/ramp_api_gpu_tests
 RAMP=$BUILD/tools/ramp
 # Small cases that still reach every kernel: both prep paths (one CTA and chunked), bad ids,
 # the layer and the grouped GEMM.
-MEMCHECK_FILTER=${RAMP_MEMCHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.MatchesCpuReference:CudaLayer.BadRouting*:CudaGroupedGemm.*'}
+MEMCHECK_FILTER=${RAMP_MEMCHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.MatchesCpuReference:CudaLayer.BadRouting*:CudaLayer.DecodePathBadRouting*:CudaGroupedGemm.*'}
 # racecheck instruments every shared-memory access: the prep kernels and one small layer.
-RACECHECK_FILTER=${RAMP_RACECHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.BadRouting*'}
+RACECHECK_FILTER=${RAMP_RACECHECK_FILTER:-'RoutingPrep.ForcedConfigPlansEqualHost:RoutingPrep.BadIds*:CudaLayer.BadRouting*:CudaLayer.DecodePathBadRouting*'}
 STEPS=" ${RAMP_CHECK_STEPS:-build tests sanitizers python hf catalog bench} "
 wants() { [[ "$STEPS" == *" $1 "* ]]; }
 mkdir -p "$OUT"

@@ -53,6 +53,9 @@ constexpr const char* kBenchHelp =
     "  --l2-group G1,G2      layer: L2 group of GEMM1's and GEMM2's 128-row tiles, 1 or 8, or 0\n"
     "                        for the library's rule (default 0,0; CudaOptions::l2_group), for\n"
     "                        A/B timing\n"
+    "  --decode-max-tokens N layer: batches of at most N tokens take the two-kernel decode path,\n"
+    "                        whatever the shape; 0: never (default: the library's rule,\n"
+    "                        CudaOptions::decode_max_tokens), for A/B timing\n"
     "  --no-cublas-peer      gemm: skip the cuBLAS peers\n"
     "  --torch-peer          run the torch._grouped_mm peer (default)\n"
     "  --no-torch-peer       do not\n"
@@ -161,7 +164,8 @@ int run_bench_command(const std::vector<std::string>& argv) {
   Args args;
   if (!args.parse(rest,
                   {"out", "models", "models-json", "tokens", "routings", "repeats", "warmup",
-                   "seed", "order", "verify-tokens", "python", "torch-script", "l2-group"},
+                   "seed", "order", "verify-tokens", "python", "torch-script", "l2-group",
+                   "decode-max-tokens"},
                   {"no-kernel", "no-overlap", "routing-aware", "no-cublas-peer", "torch-peer",
                    "no-torch-peer", "help"})) {
     std::fprintf(stderr, "ramp bench: %s (see ramp bench --help)\n", args.error().c_str());
@@ -181,8 +185,9 @@ int run_bench_command(const std::vector<std::string>& argv) {
   options.kind = kind == "gemm" ? bench::BenchKind::kGemm : bench::BenchKind::kLayer;
   options.command_line = command_line(argv);
   options.out_path = args.text("out", "");
-  int64_t repeats = 0, warmup = 0, seed = 0, verify_tokens = 0;
-  if (!args.integer("repeats", 30, 1, 100000, &repeats) ||
+  int64_t repeats = 0, warmup = 0, seed = 0, verify_tokens = 0, decode_max_tokens = -1;
+  if (!args.integer("decode-max-tokens", -1, 0, 1 << 20, &decode_max_tokens) ||
+      !args.integer("repeats", 30, 1, 100000, &repeats) ||
       !args.integer("warmup", 5, 0, 100000, &warmup) ||
       !args.integer("seed", 1, 0, INT64_MAX, &seed) ||
       !args.integer("verify-tokens", 32, 1, 1 << 20, &verify_tokens)) {
@@ -193,6 +198,7 @@ int run_bench_command(const std::vector<std::string>& argv) {
   options.warmup = static_cast<int>(warmup);
   options.seed = static_cast<uint64_t>(seed);
   options.verify_tokens = static_cast<int>(verify_tokens);
+  options.decode_max_tokens = static_cast<int>(decode_max_tokens);
   if (const std::string order = args.text("order", "half-interval");
       !parse_expert_order(order, &options.order)) {
     std::fprintf(stderr, "ramp bench: unknown order '%s' (identity, half-interval, longest-first)\n",

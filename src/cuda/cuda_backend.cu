@@ -11,8 +11,10 @@
 #include <tuple>
 #include <vector>
 
+#include "core/decode_plan.h"
 #include "core/validation.h"
 #include "cuda/combine.cuh"
+#include "cuda/decode_layer.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/routing_prep.cuh"
 #include "cuda/static_batching.h"
@@ -251,8 +253,24 @@ int32_t device_sm_count() {
   return sms;
 }
 
+bool uses_decode_path(const MoeShape& shape, int32_t num_tokens, const CudaOptions& options) {
+  if (!decode_path_fits(num_tokens, shape.top_k) || options.forced_config >= 0 ||
+      options.routing_aware) {
+    return false;
+  }
+  if (options.decode_max_tokens < 0) {
+    return decode_path_by_rule(num_tokens, shape.hidden, shape.intermediate);
+  }
+  return num_tokens <= options.decode_max_tokens;
+}
+
 std::string selected_configs(const MoeShape& shape, int32_t num_tokens,
                              const CudaOptions& options) {
+  if (uses_decode_path(shape, num_tokens, options)) {
+    return std::string("decode path (") +
+           (options.decode_max_tokens < 0 ? "by rule" : "forced") +
+           ": two kernels, mma.sync, no routing prep or combine launch)";
+  }
   RoutingPrepArgs prep;
   prep.num_tokens = num_tokens;
   prep.top_k = shape.top_k;
@@ -331,6 +349,29 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   char* base = static_cast<char*>(workspace);
   void* intermediate = base + layout.intermediate;  // [S, I] bf16 at the sorted row
   bf16* slot_out = reinterpret_cast<bf16*>(base + layout.slot_out);  // [S, H] bf16 by slot
+
+  if (uses_decode_path(shape, args.num_tokens, options)) {
+    DecodeLayerArgs decode;
+    decode.topk_ids = args.topk_ids;
+    decode.topk_weights = args.topk_weights;
+    decode.num_tokens = args.num_tokens;
+    decode.top_k = shape.top_k;
+    decode.num_experts = shape.num_experts;
+    decode.hidden = shape.hidden;
+    decode.intermediate = shape.intermediate;
+    decode.hidden_states = args.hidden;
+    decode.hidden_row_stride = args.hidden_row_stride ? args.hidden_row_stride : shape.hidden;
+    decode.w13 = args.w13;
+    decode.w2 = args.w2;
+    decode.intermediate_out = static_cast<bf16*>(intermediate);  // [S, I] by slot here
+    decode.header =
+        routing_view_at(base + layout.plan.routing, shape.num_experts, shape.top_k, num_slots)
+            .header;
+    decode.out = args.out;
+    decode.out_row_stride = args.out_row_stride ? args.out_row_stride : shape.hidden;
+    decode.num_sms = num_sms;
+    return launch_decode_layer(decode, stream);
+  }
 
   RoutingPrepArgs prep =
       prep_args(workspace, layout, args.topk_ids, args.topk_weights, args.num_tokens,

@@ -46,11 +46,22 @@ struct CudaOptions {
   // builtin set, 1 its variant dispatch::kBuiltinConfigsGroup1 (a task's tiles walk the feature
   // blocks of one token block first). Same tiles and results, another order. Layer only.
   int32_t l2_group[2] = {0, 0};
+  // Layer only: which batches take the two-kernel decode path (decode_layer.cuh) instead of
+  // routing prep + two static batching GEMMs + combine. -1 (the default): the measured rule
+  // decode_path_by_rule (core/decode_plan.h: T <= 4 and experts of <= 24 MiB of weights);
+  // 0: never; N > 0: every batch of at most N tokens, whatever the shape. Always T x k <=
+  // kDecodeMaxSlots, and never with forced_config or routing_aware (they ask for the general
+  // path's configs). Same results within the layer tolerance, not bit for bit (another
+  // summation order inside each dot product).
+  int32_t decode_max_tokens = -1;
 };
 
 // How a call with these options picks its configs: "routing-aware (profile NAME)" or
 // "builtin rule (why)", for logs and benchmark records. Host-only, no launch.
 std::string selected_configs(const MoeShape& shape, int32_t num_tokens, const CudaOptions& options);
+
+// True when moe_layer runs this call on the decode path.
+bool uses_decode_path(const MoeShape& shape, int32_t num_tokens, const CudaOptions& options);
 
 // True when the CUDA runtime sees at least one device.
 bool device_available();

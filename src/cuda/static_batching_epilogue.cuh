@@ -18,6 +18,7 @@
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/named_barrier.h"
 #include "cuda/ptx/tma.h"
+#include "cuda/silu.cuh"
 #include "cuda/static_batching_common.cuh"
 #include "cuda/static_batching_schedule.cuh"
 
@@ -49,15 +50,6 @@ __device__ __forceinline__ SlotAndWeight slot_and_weight(const KernelParams& par
   static_assert(kEpilogue != GemmEpilogue::kSiluGateUp, "GEMM1 stores by sorted row");
   const int32_t slot = params.routing.sorted_slots[sorted_row];
   return {slot, kEpilogue == GemmEpilogue::kRouterWeighted ? params.topk_weights[slot] : 1.0f};
-}
-
-// SiLU(gate) * up with the fast reciprocal-based division (MUFU.RCP, ~2 ulp), not the
-// IEEE-rounded `/`: the IEEE division's range checks and slow path made GEMM1's epilogue 11k
-// cycles per 128x256 tile on the H100 (clock64 timeline, dev/experiments/timeline.patch), 4.6k
-// with __fdividef; olmoe-1b-7b T=2048 layer 1.16x (dev/kernel_notes.md, session 5). For a
-// denominator beyond 2^126 (gate < -87) __fdividef returns 0, which is SiLU's limit there.
-__device__ __forceinline__ float silu_times(float gate, float up) {
-  return __fdividef(gate, 1.0f + __expf(-gate)) * up;
 }
 
 // Normal orientation, GEMM1: SiLU(gate) * up of output columns 8b + column_in_pair and the

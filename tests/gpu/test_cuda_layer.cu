@@ -17,6 +17,7 @@
 
 #include "core/validation.h"
 #include "cpu/reference.h"
+#include "core/decode_plan.h"
 #include "cuda/cuda_backend.h"
 #include "dispatch/builtin_configs.h"
 #include "gpu_test_support.h"
@@ -470,6 +471,170 @@ TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
     cudaGraphExecDestroy(exec);
   }
   cudaStreamDestroy(stream);
+}
+
+// The decode path (decode_layer.cuh) on every kind of batch it can meet, forced on where the
+// default would not take it: one and several tokens, wide experts (more rows than one mma's 8
+// token columns), few experts (GEMM2 K-sliced across warps), many experts (more w2 rows than the
+// shared-memory prefetch holds: the rest streamed from global), I = 64 (fewer K steps than
+// warps), E = 1 and 512, row strides.
+cuda::CudaOptions decode_forced() {
+  cuda::CudaOptions options;
+  options.decode_max_tokens = 1 << 20;
+  return options;
+}
+
+const LayerCase kDecodeCases[] = {
+    {"uniform", 1, 8, 2, 256, 128},
+    {"uniform", 1, 16, 8, 2048, 768},     // qwen3-30b-a3b's H and I
+    {"uniform", 1, 8, 2, 1024, 1024},     // two experts: GEMM2 in 4 K slices
+    {"zipf1.5", 8, 64, 8, 512, 256},
+    {"uniform", 8, 64, 8, 512, 1024},     // ~40 experts x 16 x 2 KB rows: part prefetched
+    {"balanced", 32, 8, 8, 256, 128},     // 256 slots, 32 rows per expert: 4 column blocks
+    {"hot", 5, 512, 8, 256, 64},          // I = 64: 2 K steps for 8 warps
+    {"worst", 3, 256, 6, 320, 192},
+    {"uniform", 4, 1, 1, 256, 128},       // one expert, 4 rows
+    {"uniform", 6, 16, 4, 256, 128, 384, 320},  // row strides on hidden and out
+};
+
+TEST(CudaLayer, DecodePathMatchesCpuReference) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const cuda::CudaOptions options = decode_forced();
+  for (const LayerCase& c : kDecodeCases) {
+    ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, options)) << describe(c);
+    LayerProblem problem(c, 1000);
+    problem.poison_output();
+    const Status status = problem.run(nullptr, options);
+    ASSERT_TRUE(status.is_ok()) << describe(c) << ": " << status.to_string();
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    EXPECT_TRUE(problem.routing_status(nullptr).is_ok()) << describe(c);
+    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+              kLayerTolerance)
+        << describe(c);
+  }
+}
+
+// Which batches take it: by default the measured rule (small experts, T <= 4), a forced
+// token bound for any shape, never beyond kDecodeMaxSlots slots, and never when the options ask
+// for the general path's configs. Host logic only: runs without a device too.
+TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
+  const MoeShape qwen3 = shape_of({"uniform", 1, 128, 8, 2048, 768});
+  const MoeShape gpt_oss = shape_of({"uniform", 1, 128, 4, 2880, 2880});
+  const cuda::CudaOptions defaults;
+  EXPECT_TRUE(cuda::uses_decode_path(qwen3, 1, defaults));
+  EXPECT_TRUE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens, defaults));
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens + 1, defaults));
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, 0, defaults));
+  EXPECT_FALSE(cuda::uses_decode_path(gpt_oss, 1, defaults));  // 47 MiB per expert
+  cuda::CudaOptions off;
+  off.decode_max_tokens = 0;
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, off));
+  cuda::CudaOptions forced = decode_forced();
+  EXPECT_TRUE(cuda::uses_decode_path(gpt_oss, 1, forced));
+  EXPECT_TRUE(cuda::uses_decode_path(qwen3, kDecodeMaxSlots / 8, forced));
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, kDecodeMaxSlots / 8 + 1, forced));  // > 256 slots
+  forced.forced_config = 5;
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, forced));
+  forced = decode_forced();
+  forced.routing_aware = true;
+  EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, forced));
+  EXPECT_EQ(cuda::selected_configs(qwen3, 1, defaults).rfind("decode path", 0), 0u);
+  EXPECT_EQ(cuda::selected_configs(gpt_oss, 1, defaults).rfind("decode path", 0),
+            std::string::npos);
+}
+
+TEST(CudaLayer, DecodePathIsBitwiseDeterministic) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  for (const LayerCase& c : {LayerCase{"zipf1.5", 8, 64, 8, 512, 256},
+                             LayerCase{"uniform", 1, 8, 2, 1024, 1024}}) {
+    LayerProblem problem(c, 1100);
+    std::vector<bf16> first;
+    for (int run = 0; run < 3; ++run) {
+      problem.poison_output();
+      ASSERT_TRUE(problem.run(nullptr, decode_forced()).is_ok());
+      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+      const std::vector<bf16> out = problem.output();
+      if (run == 0) {
+        first = out;
+        continue;
+      }
+      ASSERT_EQ(std::memcmp(first.data(), out.data(), sizeof(bf16) * out.size()), 0)
+          << describe(c) << ": run " << run << " differs from run 0";
+    }
+  }
+}
+
+// Default options at T = 4: the decode path, captured once, replayed with new routings.
+TEST(CudaLayer, DecodePathGraphReplayFollowsANewRoutingEachTime) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const LayerCase c{"uniform", 4, 32, 4, 512, 256};
+  ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, cuda::CudaOptions{}));
+  LayerProblem problem(c, 1200);
+  cudaStream_t stream;
+  RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_NO_FATAL_FAILURE(capture_layer_graph(problem, stream, &exec));
+  const char* routings[] = {"zipf1.5", "hot", "balanced", "worst", "uniform"};
+  for (size_t replay = 0; replay < std::size(routings); ++replay) {
+    problem.set_routing(routings[replay], 1300 + replay);
+    problem.poison_output();
+    RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    RAMP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    EXPECT_TRUE(problem.routing_status(stream).is_ok());
+    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+              kLayerTolerance)
+        << "replay " << replay << " (" << routings[replay] << ")";
+  }
+  cudaGraphExecDestroy(exec);
+  cudaStreamDestroy(stream);
+}
+
+// Bad routing on the decode path: the same Status as the host check, and for bad ids every
+// output element still written (the bad slot is routed nowhere, the token's other slots count).
+TEST(CudaLayer, DecodePathBadRoutingGivesTheHostStatus) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const LayerCase c{"uniform", 8, 16, 4, 256, 128};
+  LayerProblem problem(c, 1400);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Corruption {
+    const char* name;
+    int32_t id_slot, id;
+    int32_t weight_slot;
+    float weight;
+  };
+  const Corruption corruptions[] = {
+      {"id = E", 21, 16, -1, 0.0f},
+      {"id = -5", 3, -5, -1, 0.0f},
+      {"NaN weight", -1, 0, 17, nan},
+      {"id after a bad weight", 30, 1 << 30, 2, std::numeric_limits<float>::infinity()},
+  };
+  for (const Corruption& corruption : corruptions) {
+    problem.set_routing("uniform", 1401);
+    std::vector<int32_t> ids = problem.routing().topk_ids;
+    std::vector<float> weights = problem.routing().topk_weights;
+    if (corruption.id_slot >= 0) ids[corruption.id_slot] = corruption.id;
+    if (corruption.weight_slot >= 0) weights[corruption.weight_slot] = corruption.weight;
+    problem.set_routing_values(ids, weights);
+    const Status want = validate_routing_values(ids.data(), weights.data(), c.num_tokens,
+                                                c.top_k, c.num_experts);
+    ASSERT_FALSE(want.is_ok());
+    problem.poison_output();
+    ASSERT_TRUE(problem.run(nullptr, decode_forced()).is_ok());
+    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+    const Status got = problem.routing_status(nullptr);
+    EXPECT_EQ(got.code(), want.code()) << corruption.name;
+    EXPECT_EQ(got.message(), want.message()) << corruption.name;
+    if (corruption.weight_slot < 0) {
+      std::vector<int32_t> routed = ids;  // the reference with the bad slot's weight at zero
+      std::vector<float> kept = weights;
+      kept[corruption.id_slot] = 0.0f;
+      routed[corruption.id_slot] = 0;
+      problem.set_routing_values(routed, kept);
+      EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+                kLayerTolerance)
+          << corruption.name;
+    }
+  }
 }
 
 TEST(CudaGroupedGemm, MatchesCpuReferenceAndIsDeterministic) {

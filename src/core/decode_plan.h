@@ -1,0 +1,123 @@
+// Index math of the small-batch ("decode") layer path, host+device: the CUDA kernels
+// (src/cuda/decode_layer.cu) call exactly these functions, and tests/cpu/test_decode_plan.cpp
+// checks them against the planner's stable counting sort and a CPU model of the mma.sync
+// fragment layout.
+//
+// Why a second path: at T = 1..8 the layer streams the routed experts' weights once and does
+// almost no arithmetic, so its time is the weight bytes over HBM bandwidth plus fixed costs. The
+// general path pays those fixed costs four times (routing prep, GEMM1, GEMM2 and combine
+// kernels, each with its launch, ramp and tail: ~27 us on every model at T = 1 on the H100,
+// bench/results/h100-2026-11-22l-layer.json). The decode path has two kernels: GEMM1 finds
+// its experts from topk_ids itself (no prep), and GEMM2 fetches its weights into shared memory
+// while GEMM1 still runs and sums each token's k slots itself (no combine kernel).
+//
+// Both GEMMs run as mma.sync m16n8k16 (bf16 in, fp32 accumulate) straight from 16-byte global
+// loads: 16 weight rows on the MMA's M axis, up to 8 tokens on N, 32 of K per step.
+#pragma once
+
+#include <cstdint>
+
+#include "core/host_device.h"
+
+namespace ramp {
+
+// At most this many slots (T x k) take the decode path: the kernels hold the routing in
+// shared memory, one slot per thread of a 256-thread CTA.
+inline constexpr int32_t kDecodeMaxSlots = 256;
+inline constexpr int32_t kDecodeThreads = 256;  // 8 warps per CTA in both kernels
+inline constexpr int32_t kDecodeWarps = kDecodeThreads / 32;
+
+inline constexpr int32_t kDecodeWeightRows = 16;  // mma M: weight rows per warp step
+inline constexpr int32_t kDecodeTokenColumns = 8;  // mma N: tokens per warp step
+inline constexpr int32_t kDecodeStepK = 32;        // two m16n8k16 per 16-byte load per lane
+// GEMM1: a unit is 8 intermediate features; its 16 MMA rows are their 8 gate rows (MMA rows
+// 0..7) and 8 up rows (8..15), so a lane holds gate and up of one feature and applies
+// SiLU(gate) * up in registers.
+inline constexpr int32_t kDecodeFeaturesPerUnit = kDecodeWeightRows / 2;
+
+// Stable sort of the valid slots by expert: position of `slot` among the slots with a valid id,
+// ordered by (expert, slot) -- what the planner's stable counting sort gives. A slot whose id is
+// outside [0, E) gets -1 and takes part in nothing. O(S) per slot: S <= kDecodeMaxSlots.
+// Example: ids {5, 2, 5, 9, 2}, E = 8: slot 0 -> 2 (after both 2s), slot 1 -> 0, slot 2 -> 3,
+// slot 3 -> -1 (9 >= 8), slot 4 -> 1.
+RAMP_HOST_DEVICE inline int32_t decode_sorted_position(const int32_t* ids, int32_t num_slots,
+                                                       int32_t num_experts, int32_t slot) {
+  const int32_t mine = ids[slot];
+  if (static_cast<uint32_t>(mine) >= static_cast<uint32_t>(num_experts)) return -1;
+  int32_t position = 0;
+  for (int32_t other = 0; other < num_slots; ++other) {
+    const int32_t id = ids[other];
+    const bool valid = static_cast<uint32_t>(id) < static_cast<uint32_t>(num_experts);
+    position += valid && (id < mine || (id == mine && other < slot)) ? 1 : 0;
+  }
+  return position;
+}
+
+// Where a lane's share of a 32-wide K step starts: lane l = 4 g + t loads 8 consecutive
+// elements (16 bytes) of its weight rows g and g + 8 and of its token column g at k = 8 t.
+RAMP_HOST_DEVICE constexpr int32_t decode_lane_k_offset(int32_t lane) { return 8 * (lane % 4); }
+
+// Which 32-bit register (two bf16 each) of a lane's 16-byte load mma `half` (0 or 1) of the
+// step takes as its first k pair (mma k 2t, 2t+1: a0 / a1 / b0) or its second (2t+8, 2t+9:
+// a2 / a3 / b1). Any bijection of k works for a dot product as long as weights and tokens use
+// the same one; this one makes each lane's share of both mmas a single 16-byte load.
+// Example: lane t = 1 -> mma 0 sees actual k {8, 9, 10, 11} as its k {2, 3, 10, 11}.
+RAMP_HOST_DEVICE constexpr int32_t decode_fragment_register(int32_t half, int32_t pair) {
+  return 2 * half + pair;
+}
+
+// K steps [begin, end) of slice `slice` when `steps` steps are cut into `slices` near-equal
+// contiguous slices. Example: 64 steps (K = 2048) in 8 slices -> slice 3 is [24, 32).
+struct StepRange {
+  int32_t begin, end;
+};
+RAMP_HOST_DEVICE inline StepRange decode_step_slice(int32_t steps, int32_t slices, int32_t slice) {
+  return {static_cast<int32_t>(static_cast<int64_t>(steps) * slice / slices),
+          static_cast<int32_t>(static_cast<int64_t>(steps) * (slice + 1) / slices)};
+}
+
+// GEMM2 splits each expert group's K (= I) into this many slices so that a CTA's 8 warps all
+// have work when few experts are active. Example: mixtral T = 1 (2 groups) -> 4 slices each;
+// qwen3-30b-a3b T = 1 (8 groups) -> 1.
+RAMP_HOST_DEVICE inline int32_t decode_down_slices(int32_t num_groups, int32_t steps) {
+  if (num_groups <= 0) return 1;
+  const int32_t slices = kDecodeWarps / num_groups;
+  return max_i32(1, min_i32(slices, steps));
+}
+
+// GEMM1's work units: (expert group, block of 8 intermediate features), features fastest, so
+// consecutive CTAs stream consecutive rows of one expert.
+struct DecodeUnit {
+  int32_t group, feature_block;
+};
+RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t feature_blocks) {
+  return {unit / feature_blocks, unit % feature_blocks};
+}
+
+// Which batches the decode path takes by default. It saves fixed costs (~12 us per layer on the
+// H100: one routing prep, two kernel boundaries and the combine launch fewer) but streams the
+// weights at ~2.4-2.6 TB/s where the general path's TMA ring reaches ~2.7: it pays for small
+// experts at small T only. Measured on the H100 (session 8, layer time general / decode,
+// bench/results/h100-2026-11-22m-decode-variants.json): qwen3-30b-a3b (9 MiB of weights per
+// expert) T = 1 / 4 / 8: 1.32x / 1.04x / 0.98x; olmoe-1b-7b (12 MiB) 1.30x / 1.02x / 0.99x;
+// deepseek-v2-lite (17 MiB) 1.26x / 1.00x / 0.95x; qwen3-235b-a22b (36 MiB) T = 1: 0.98x;
+// gpt-oss-120b (47 MiB) 0.83x; mixtral-8x7b (336 MiB) 0.90x.
+// Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 4 -> decode path;
+// gpt-oss-120b, T = 1: 47 MiB -> general path.
+inline constexpr int32_t kDecodeRuleMaxTokens = 4;
+inline constexpr int64_t kDecodeRuleMaxExpertWeightBytes = int64_t{24} << 20;
+RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t hidden,
+                                                    int32_t intermediate) {
+  return num_tokens >= 1 && num_tokens <= kDecodeRuleMaxTokens &&
+         int64_t{3} * hidden * intermediate * 2 <= kDecodeRuleMaxExpertWeightBytes;
+}
+
+// Bytes of one weight row of `steps` K steps in the decode GEMM2's shared-memory prefetch. A
+// quarter warp's 16-byte loads cover rows g and g + 1 (64 bytes each); the pad puts them in
+// opposite halves of the 128-byte bank window, so they never share a bank.
+// Example: I = 768, one slice -> 24 steps: 1536 + 64 = 1600 bytes (1600 mod 128 = 64).
+RAMP_HOST_DEVICE constexpr int32_t decode_prefetch_row_bytes(int32_t steps) {
+  return steps * kDecodeStepK * 2 + (steps % 2 == 0 ? 64 : 0);
+}
+
+}  // namespace ramp

@@ -1,0 +1,56 @@
+// The small-batch ("decode") layer path: the whole MoE layer in two kernels for T x k <=
+// kDecodeMaxSlots (core/decode_plan.h says why and holds the index math).
+//
+//   1. gate_up: every CTA reads topk_ids and sorts the valid slots by expert itself (no prep
+//      kernel); CTA 0 writes the RoutingHeader the host reads later. CTAs take (expert, 8
+//      features) units, the 8 warps split K, and SiLU(gate) * up is stored in bf16 at
+//      intermediate[slot][feature].
+//   2. down_combine (programmatic dependent launch: launched once every gate_up CTA has
+//      started; its CTAs get SMs as gate_up's exit): a CTA owns 16 rows of H. Before waiting
+//      for gate_up it bulk-copies the w2 rows its experts need into shared memory (as many as
+//      fit), overlapping the rest of gate_up; then it multiplies, applies the router weight
+//      (rounded to bf16 once per slot, as the general path's slot outputs), and sums each
+//      token's k slots in ascending j in fp32: out is bitwise what the general path's combine
+//      makes of the same slot values.
+//
+// Same contract as the general path: deterministic (fixed summation orders, no atomics),
+// graph-capturable (grids fixed by T and the shape), a bad id is routed nowhere and named in
+// the header, every element of out is written.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/plan_layout.h"
+#include "ramp/bf16.h"
+#include "ramp/status.h"
+
+namespace ramp::cuda {
+
+struct DecodeLayerArgs {
+  const int32_t* topk_ids = nullptr;    // [T, k]
+  const float* topk_weights = nullptr;  // [T, k]
+  int32_t num_tokens = 0;
+  int32_t top_k = 0;
+  int32_t num_experts = 0;
+  int32_t hidden = 0;        // H, a multiple of 64
+  int32_t intermediate = 0;  // I, a multiple of 64
+  const bf16* hidden_states = nullptr;  // [T, H], rows hidden_row_stride apart (16-byte aligned)
+  int64_t hidden_row_stride = 0;
+  const bf16* w13 = nullptr;  // [E, 2I, H]
+  const bf16* w2 = nullptr;   // [E, H, I]
+  bf16* intermediate_out = nullptr;  // workspace [T*k, I] by slot
+  RoutingHeader* header = nullptr;   // workspace
+  bf16* out = nullptr;               // [T, H], rows out_row_stride apart
+  int64_t out_row_stride = 0;
+  int32_t num_sms = 0;
+};
+
+// True when the decode path can run this call (T x k slots fit its shared-memory routing).
+bool decode_path_fits(int32_t num_tokens, int32_t top_k);
+
+// Launches both kernels on `stream`. Arguments were validated by the layer entry point.
+Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream);
+
+}  // namespace ramp::cuda

@@ -1,0 +1,36 @@
+// Plain 16-byte global loads with cache qualifiers: the decode path's weight stream (read once,
+// kept out of L1) and its token / intermediate rows (read by every warp: through L1).
+#pragma once
+
+#include <cstdint>
+
+namespace ramp::cuda::ptx {
+
+// Weights: read exactly once per layer, so they bypass L1; the L2 fetches the 256-byte block
+// around the load, which the lane group's next steps (the next 64 bytes of the same rows) hit.
+__device__ __forceinline__ uint4 load_streaming_16(const void* pointer) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(pointer));
+  return v;
+}
+
+// Data written by an earlier kernel of the stream and read by many warps: L1-cached.
+__device__ __forceinline__ uint4 load_cached_16(const void* pointer) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(pointer));
+  return v;
+}
+
+__device__ __forceinline__ uint4 load_shared_16(uint32_t smem_address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(smem_address));
+  return v;
+}
+
+}  // namespace ramp::cuda::ptx

@@ -1,0 +1,189 @@
+// The decode path's index math (core/decode_plan.h), which its CUDA kernels call as is: the
+// per-slot sort against the planner's stable counting sort, the mma fragment mapping against a
+// CPU model of mma.sync m16n8k16's documented layout, K slices, and the prefetch row padding.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "core/decode_plan.h"
+#include "core/plan.h"
+
+namespace ramp {
+namespace {
+
+std::vector<int32_t> sorted_by_decode_positions(const std::vector<int32_t>& ids,
+                                                int32_t num_experts) {
+  const int32_t num_slots = static_cast<int32_t>(ids.size());
+  std::vector<int32_t> sorted(num_slots, -1);
+  int32_t valid = 0;
+  for (int32_t slot = 0; slot < num_slots; ++slot) {
+    const int32_t position = decode_sorted_position(ids.data(), num_slots, num_experts, slot);
+    if (position < 0) continue;
+    EXPECT_LT(position, num_slots);
+    EXPECT_EQ(sorted[position], -1) << "two slots at position " << position;
+    sorted[position] = slot;
+    ++valid;
+  }
+  sorted.resize(valid);
+  return sorted;
+}
+
+TEST(DecodePlan, SortedPositionWorkedExample) {
+  const std::vector<int32_t> ids = {5, 2, 5, 9, 2};
+  const int32_t want[] = {2, 0, 3, -1, 1};
+  for (int32_t slot = 0; slot < 5; ++slot) {
+    EXPECT_EQ(decode_sorted_position(ids.data(), 5, 8, slot), want[slot]) << "slot " << slot;
+  }
+}
+
+// Valid routings: the positions give exactly the planner's sorted_slots (stable counting sort).
+TEST(DecodePlan, SortedPositionsEqualThePlannersStableSort) {
+  std::mt19937 rng(11);
+  for (const auto& [num_tokens, top_k, num_experts] :
+       std::vector<std::tuple<int32_t, int32_t, int32_t>>{
+           {1, 8, 128}, {8, 8, 128}, {3, 6, 64}, {32, 8, 8}, {16, 1, 1}, {64, 4, 512}}) {
+    std::uniform_int_distribution<int32_t> expert(0, num_experts - 1);
+    std::vector<int32_t> ids(static_cast<size_t>(num_tokens) * top_k);
+    for (auto& id : ids) id = expert(rng);
+    const std::vector<TileConfig> configs = {{Orientation::kSwapped, 8, 128, 64, 8, 2, 8, 1}};
+    PlanRequest request{ids.data(), num_tokens, top_k, num_experts, ExpertOrder::kIdentity,
+                        {GemmPlanSpec{256, 128, configs, {}}}};
+    Plan plan;
+    ASSERT_TRUE(Plan::build(request, &plan).is_ok());
+    const RoutingView& routing = plan.routing();
+    const std::vector<int32_t> want(routing.sorted_slots,
+                                    routing.sorted_slots + routing.num_slots);
+    EXPECT_EQ(sorted_by_decode_positions(ids, num_experts), want)
+        << "T=" << num_tokens << " k=" << top_k << " E=" << num_experts;
+  }
+}
+
+// Ids outside [0, E) take part in nothing; the rest keep (expert, slot) order.
+TEST(DecodePlan, BadIdsAreLeftOut) {
+  const std::vector<int32_t> ids = {3, -1, 0, 7, 3, 1 << 30, 0, 8};
+  std::vector<int32_t> want;
+  for (int32_t slot = 0; slot < static_cast<int32_t>(ids.size()); ++slot) {
+    if (ids[slot] >= 0 && ids[slot] < 8) want.push_back(slot);
+  }
+  std::stable_sort(want.begin(), want.end(), [&](int32_t a, int32_t b) { return ids[a] < ids[b]; });
+  EXPECT_EQ(sorted_by_decode_positions(ids, 8), want);
+  EXPECT_EQ(decode_sorted_position(ids.data(), 8, 8, 1), -1);
+  EXPECT_EQ(decode_sorted_position(ids.data(), 8, 8, 7), -1);
+}
+
+// mma.sync m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16" with .bf16): lane 4 g + t
+// holds A[g][2t..2t+1] (a0), A[g+8][2t..2t+1] (a1), A[g][2t+8..2t+9] (a2), A[g+8][2t+8..2t+9]
+// (a3), B[2t..2t+1][g] (b0), B[2t+8..2t+9][g] (b1), and gets D[g][2t..2t+1], D[g+8][2t..2t+1].
+// Here the lanes' registers are filled as the decode kernels fill them (16-byte loads at
+// decode_lane_k_offset, registers picked by decode_fragment_register), the two mmas of a step
+// are evaluated from those registers by the documented layout, and the result must be the
+// plain 16 x 8 product over the step's 32 k.
+TEST(DecodePlan, FragmentMappingComputesTheDotProducts) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> value(-8, 8);
+  double weights[16][32], tokens[8][32];
+  for (auto& row : weights) for (double& w : row) w = value(rng);
+  for (auto& row : tokens) for (double& x : row) x = value(rng);
+
+  // What a lane's 16-byte load holds: element i (register i / 2, half i % 2) = k offset + i.
+  auto lane_k = [](int32_t lane, int32_t reg, int32_t element) {
+    return decode_lane_k_offset(lane) + 2 * reg + element;
+  };
+  double d[16][8] = {};
+  std::vector<int32_t> k_uses(32, 0);
+  for (int32_t half = 0; half < 2; ++half) {
+    double a[16][16], b[16][8];  // the mma's logical operands, rebuilt from the lanes
+    for (int32_t lane = 0; lane < 32; ++lane) {
+      const int32_t g = lane / 4, t = lane % 4;
+      for (int32_t pair = 0; pair < 2; ++pair) {
+        const int32_t reg = decode_fragment_register(half, pair);
+        for (int32_t e = 0; e < 2; ++e) {
+          const int32_t mma_k = 2 * t + 8 * pair + e;  // a0/a2 and b0/b1 positions
+          const int32_t actual_k = lane_k(lane, reg, e);
+          a[g][mma_k] = weights[g][actual_k];          // low row: a0 / a2
+          a[g + 8][mma_k] = weights[g + 8][actual_k];  // high row: a1 / a3
+          b[mma_k][g] = tokens[g][actual_k];           // token column g: b0 / b1
+          if (g == 0) ++k_uses[actual_k];
+        }
+      }
+    }
+    for (int32_t row = 0; row < 16; ++row) {
+      for (int32_t column = 0; column < 8; ++column) {
+        for (int32_t k = 0; k < 16; ++k) d[row][column] += a[row][k] * b[k][column];
+      }
+    }
+  }
+  for (int32_t k = 0; k < 32; ++k) EXPECT_EQ(k_uses[k], 1) << "k " << k;
+  for (int32_t row = 0; row < 16; ++row) {
+    for (int32_t column = 0; column < 8; ++column) {
+      double want = 0.0;
+      for (int32_t k = 0; k < 32; ++k) want += weights[row][k] * tokens[column][k];
+      EXPECT_EQ(d[row][column], want) << "row " << row << " column " << column;
+    }
+  }
+}
+
+TEST(DecodePlan, StepSlicesCoverEveryStepOnce) {
+  EXPECT_EQ(decode_step_slice(64, 8, 3).begin, 24);
+  EXPECT_EQ(decode_step_slice(64, 8, 3).end, 32);
+  for (int32_t steps : {1, 2, 7, 24, 64, 90, 448}) {
+    for (int32_t slices : {1, 2, 3, 4, 8}) {
+      int32_t next = 0;
+      for (int32_t s = 0; s < slices; ++s) {
+        const StepRange range = decode_step_slice(steps, slices, s);
+        EXPECT_EQ(range.begin, next) << steps << " steps, slice " << s << " of " << slices;
+        EXPECT_GE(range.end, range.begin);
+        EXPECT_LE(range.end - range.begin, steps / slices + 1);
+        next = range.end;
+      }
+      EXPECT_EQ(next, steps);
+    }
+  }
+}
+
+TEST(DecodePlan, DownSlicesFillTheWarps) {
+  EXPECT_EQ(decode_down_slices(2, 448), 4);  // mixtral T = 1
+  EXPECT_EQ(decode_down_slices(8, 24), 1);   // qwen3-30b-a3b T = 1
+  EXPECT_EQ(decode_down_slices(3, 24), 2);
+  EXPECT_EQ(decode_down_slices(1, 2), 2);    // never more slices than steps
+  EXPECT_EQ(decode_down_slices(0, 24), 1);
+  for (int32_t groups = 1; groups <= 8; ++groups) {
+    EXPECT_LE(groups * decode_down_slices(groups, 1000), kDecodeWarps);
+  }
+}
+
+TEST(DecodePlan, GateUpUnitsWalkFeaturesFirst) {
+  EXPECT_EQ(decode_gate_up_unit(0, 96).group, 0);
+  EXPECT_EQ(decode_gate_up_unit(95, 96).feature_block, 95);
+  EXPECT_EQ(decode_gate_up_unit(96, 96).group, 1);
+  EXPECT_EQ(decode_gate_up_unit(96, 96).feature_block, 0);
+}
+
+// The default rule's worked examples (decode_plan.h) and its two boundaries.
+TEST(DecodePlan, RuleTakesSmallExpertsAtSmallBatches) {
+  EXPECT_TRUE(decode_path_by_rule(2, 2048, 768));     // qwen3-30b-a3b: 9 MiB per expert
+  EXPECT_FALSE(decode_path_by_rule(1, 2880, 2880));   // gpt-oss-120b: 47 MiB
+  EXPECT_TRUE(decode_path_by_rule(4, 2048, 1408));    // deepseek-v2-lite: 16.5 MiB
+  EXPECT_FALSE(decode_path_by_rule(5, 2048, 768));
+  EXPECT_FALSE(decode_path_by_rule(0, 2048, 768));
+  EXPECT_TRUE(decode_path_by_rule(1, 4096, 1024));    // exactly 24 MiB
+  EXPECT_FALSE(decode_path_by_rule(1, 4096, 1088));
+}
+
+// Rows g and g + 1 of a prefetched block are read by one quarter warp (64 bytes each): their
+// offsets must differ by 64 modulo the 128-byte bank window, and stay 16-byte aligned for the
+// bulk copies.
+TEST(DecodePlan, PrefetchRowsAvoidBankConflicts) {
+  EXPECT_EQ(decode_prefetch_row_bytes(24), 1600);
+  for (int32_t steps = 1; steps <= 512; ++steps) {
+    const int32_t bytes = decode_prefetch_row_bytes(steps);
+    EXPECT_EQ(bytes % 128, 64) << steps;
+    EXPECT_GE(bytes, steps * kDecodeStepK * 2);
+  }
+}
+
+}  // namespace
+}  // namespace ramp
