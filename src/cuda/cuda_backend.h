@@ -31,10 +31,10 @@ struct CudaOptions {
   // shape (profiles/h100.json). Where there is none (another GPU or shape) or the prep cannot
   // select (E > 256, or a batch whose tile counts exceed the sort-free prep), the builtin
   // per-expert rule is used: selected_configs() says which applies. Off by default: on the
-  // H100 (2026-11-22) it chose correctly (the host's choice in every tested case) but it adds
-  // ~12 us to the prep (qwen3 shape: 16.1 vs 4.3 us at T = 1) and the layer was 0.95x the
-  // builtin rule's speed in geometric mean over 48 cells (faster only at T = 512..2048 on some
-  // models, by <= 4%); see dev/kernel_notes.md and bench/results/h100-2026-11-22f-*.
+  // H100 (2026-11-22) it chose correctly (the host's choice in every tested case) and adds
+  // 3.2-3.4 us to the prep at T <= 256, but the layer was 0.989x the builtin rule's speed in
+  // geometric mean over 56 cells (1.01-1.04x at T = 512..2048, 0.92-0.97x at T = 1); see
+  // dev/kernel_notes.md (session 7) and bench/results/h100-2026-11-22l-ab-routing-aware.json.
   bool routing_aware = false;
   int32_t num_sms = 0;         // 0: the current device's SM count
   // Programmatic dependent launch between the call's own kernels (prep -> GEMM1 -> GEMM2 ->
