@@ -292,9 +292,9 @@ void capture_layer_graph(LayerProblem& problem, cudaStream_t stream, cudaGraphEx
 
 // The graph is captured once; between replays only the routing buffers change (same T), as in
 // an inference engine. Each replay must follow its own routing.
-TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
-  RAMP_SKIP_WITHOUT_DEVICE();
-  LayerProblem problem({"uniform", 96, 32, 4, 512, 256}, 400);
+void expect_graph_replays_follow_the_routing(const LayerCase& c, uint64_t problem_seed,
+                                             uint64_t routing_seed) {
+  LayerProblem problem(c, problem_seed);
   cudaStream_t stream;
   RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cudaGraphExec_t exec = nullptr;
@@ -302,52 +302,76 @@ TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
 
   const char* routings[] = {"zipf1.5", "hot", "balanced", "worst", "uniform"};
   for (size_t replay = 0; replay < std::size(routings); ++replay) {
-    problem.set_routing(routings[replay], 500 + replay);
+    problem.set_routing(routings[replay], routing_seed + replay);
     problem.poison_output();
     RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
     RAMP_ASSERT_CUDA(cudaStreamSynchronize(stream));
     EXPECT_TRUE(problem.routing_status(stream).is_ok());
     EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
               kLayerTolerance)
-        << "replay " << replay << " (" << routings[replay] << ")";
+        << describe(c) << ", replay " << replay << " (" << routings[replay] << ")";
   }
   cudaGraphExecDestroy(exec);
   cudaStreamDestroy(stream);
 }
 
-TEST(CudaLayer, BadRoutingGivesTheHostStatusWithoutACrash) {
+TEST(CudaLayer, GraphReplayFollowsANewRoutingEachTime) {
   RAMP_SKIP_WITHOUT_DEVICE();
-  LayerProblem problem({"uniform", 64, 16, 4, 256, 128}, 600);
-  struct Corruption {
-    const char* name;
-    int32_t id_slot, id;
-    int32_t weight_slot;
-    float weight;
-  };
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  const Corruption corruptions[] = {
-      {"id = E", 41, 16, -1, 0.0f},
-      {"id = -5", 3, -5, -1, 0.0f},
-      {"NaN weight", -1, 0, 17, nan},
-      {"id after a bad weight", 200, 1 << 30, 2, std::numeric_limits<float>::infinity()},
-  };
+  expect_graph_replays_follow_the_routing({"uniform", 96, 32, 4, 512, 256}, 400, 500);
+}
+
+// Bad routing values (ids outside [0, E), non-finite weights) are reported on the device: the
+// layer call succeeds, and the routing check then gives exactly the host validation's Status.
+// For bad ids every output element is still written: the bad slot is routed nowhere and the
+// token's other slots count (the reference with that slot's weight at zero).
+struct Corruption {
+  const char* name;
+  int32_t id_slot, id;
+  int32_t weight_slot;
+  float weight;
+};
+
+void expect_bad_routing_reported(const LayerCase& c, uint64_t seed,
+                                 const std::vector<Corruption>& corruptions,
+                                 const cuda::CudaOptions& options) {
+  LayerProblem problem(c, seed);
   for (const Corruption& corruption : corruptions) {
-    problem.set_routing("uniform", 601);
+    problem.set_routing("uniform", seed + 1);
     std::vector<int32_t> ids = problem.routing().topk_ids;
     std::vector<float> weights = problem.routing().topk_weights;
     if (corruption.id_slot >= 0) ids[corruption.id_slot] = corruption.id;
     if (corruption.weight_slot >= 0) weights[corruption.weight_slot] = corruption.weight;
     problem.set_routing_values(ids, weights);
-    const Status want =
-        validate_routing_values(ids.data(), weights.data(), 64, 4, problem.shape().num_experts);
+    const Status want = validate_routing_values(ids.data(), weights.data(), c.num_tokens,
+                                                c.top_k, c.num_experts);
     ASSERT_FALSE(want.is_ok());
-
-    ASSERT_TRUE(problem.run(nullptr).is_ok()) << "value errors are reported on the device";
+    problem.poison_output();
+    ASSERT_TRUE(problem.run(nullptr, options).is_ok()) << "value errors are reported on the device";
     RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
     const Status got = problem.routing_status(nullptr);
-    EXPECT_EQ(got.code(), want.code()) << corruption.name;
-    EXPECT_EQ(got.message(), want.message()) << corruption.name;
+    EXPECT_EQ(got.code(), want.code()) << describe(c) << ": " << corruption.name;
+    EXPECT_EQ(got.message(), want.message()) << describe(c) << ": " << corruption.name;
+    if (corruption.weight_slot < 0) {
+      ids[corruption.id_slot] = 0;
+      weights[corruption.id_slot] = 0.0f;
+      problem.set_routing_values(ids, weights);
+      EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+                kLayerTolerance)
+          << describe(c) << ": " << corruption.name;
+    }
   }
+}
+
+TEST(CudaLayer, BadRoutingGivesTheHostStatusWithoutACrash) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  expect_bad_routing_reported(
+      {"uniform", 64, 16, 4, 256, 128}, 600,
+      {{"id = E", 41, 16, -1, 0.0f},
+       {"id = -5", 3, -5, -1, 0.0f},
+       {"NaN weight", -1, 0, 17, nan},
+       {"id after a bad weight", 200, 1 << 30, 2, std::numeric_limits<float>::infinity()}},
+      cuda::CudaOptions{});
 }
 
 TEST(CudaLayer, StructuralErrorsReturnBeforeAnyLaunch) {
@@ -569,72 +593,20 @@ TEST(CudaLayer, DecodePathGraphReplayFollowsANewRoutingEachTime) {
   RAMP_SKIP_WITHOUT_DEVICE();
   const LayerCase c{"uniform", 4, 32, 4, 512, 256};
   ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, cuda::CudaOptions{}));
-  LayerProblem problem(c, 1200);
-  cudaStream_t stream;
-  RAMP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_NO_FATAL_FAILURE(capture_layer_graph(problem, stream, &exec));
-  const char* routings[] = {"zipf1.5", "hot", "balanced", "worst", "uniform"};
-  for (size_t replay = 0; replay < std::size(routings); ++replay) {
-    problem.set_routing(routings[replay], 1300 + replay);
-    problem.poison_output();
-    RAMP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-    RAMP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-    EXPECT_TRUE(problem.routing_status(stream).is_ok());
-    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
-              kLayerTolerance)
-        << "replay " << replay << " (" << routings[replay] << ")";
-  }
-  cudaGraphExecDestroy(exec);
-  cudaStreamDestroy(stream);
+  expect_graph_replays_follow_the_routing(c, 1200, 1300);
 }
 
-// Bad routing on the decode path: the same Status as the host check, and for bad ids every
-// output element still written (the bad slot is routed nowhere, the token's other slots count).
+// Bad routing on the decode path (its own header writer and slot sort).
 TEST(CudaLayer, DecodePathBadRoutingGivesTheHostStatus) {
   RAMP_SKIP_WITHOUT_DEVICE();
-  const LayerCase c{"uniform", 8, 16, 4, 256, 128};
-  LayerProblem problem(c, 1400);
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  struct Corruption {
-    const char* name;
-    int32_t id_slot, id;
-    int32_t weight_slot;
-    float weight;
-  };
-  const Corruption corruptions[] = {
-      {"id = E", 21, 16, -1, 0.0f},
-      {"id = -5", 3, -5, -1, 0.0f},
-      {"NaN weight", -1, 0, 17, nan},
-      {"id after a bad weight", 30, 1 << 30, 2, std::numeric_limits<float>::infinity()},
-  };
-  for (const Corruption& corruption : corruptions) {
-    problem.set_routing("uniform", 1401);
-    std::vector<int32_t> ids = problem.routing().topk_ids;
-    std::vector<float> weights = problem.routing().topk_weights;
-    if (corruption.id_slot >= 0) ids[corruption.id_slot] = corruption.id;
-    if (corruption.weight_slot >= 0) weights[corruption.weight_slot] = corruption.weight;
-    problem.set_routing_values(ids, weights);
-    const Status want = validate_routing_values(ids.data(), weights.data(), c.num_tokens,
-                                                c.top_k, c.num_experts);
-    ASSERT_FALSE(want.is_ok());
-    problem.poison_output();
-    ASSERT_TRUE(problem.run(nullptr, decode_forced()).is_ok());
-    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
-    const Status got = problem.routing_status(nullptr);
-    EXPECT_EQ(got.code(), want.code()) << corruption.name;
-    EXPECT_EQ(got.message(), want.message()) << corruption.name;
-    if (corruption.weight_slot < 0) {
-      std::vector<int32_t> routed = ids;  // the reference with the bad slot's weight at zero
-      std::vector<float> kept = weights;
-      kept[corruption.id_slot] = 0.0f;
-      routed[corruption.id_slot] = 0;
-      problem.set_routing_values(routed, kept);
-      EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
-                kLayerTolerance)
-          << corruption.name;
-    }
-  }
+  expect_bad_routing_reported(
+      {"uniform", 8, 16, 4, 256, 128}, 1400,
+      {{"id = E", 21, 16, -1, 0.0f},
+       {"id = -5", 3, -5, -1, 0.0f},
+       {"NaN weight", -1, 0, 17, nan},
+       {"id after a bad weight", 30, 1 << 30, 2, std::numeric_limits<float>::infinity()}},
+      decode_forced());
 }
 
 TEST(CudaGroupedGemm, MatchesCpuReferenceAndIsDeterministic) {
