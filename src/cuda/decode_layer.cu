@@ -28,9 +28,10 @@ namespace {
 // flight, at up to 128 registers. Measured on the H100 (session 8, bench/results/
 // h100-2026-11-22m-decode-variants.json, layer time at T = 1/4/8 over the 7 models): batches of
 // 8 steps beat batches of 4 by 4-13%; 3 or 4 CTAs per SM (64 registers, batches of 2-4) were
-// 1-8% slower than 2: the weight stream is not short of loads in flight (~8 MB over the GPU)
-// but of DRAM efficiency. With the register file full, down_combine's CTAs start as gate_up's
-// exit, and their shared-memory prefetch overlaps gate_up's tail only (measured neutral).
+// 1-8% slower than 2: with ~8 MB of loads already queued over the GPU, more only lengthen the
+// queue (ncu: gate_up reads exactly its weight bytes at 64% of DRAM peak; why not more is open).
+// With the register file full, down_combine's CTAs start as gate_up's exit, and their
+// shared-memory prefetch overlaps gate_up's tail only (without it: the same time, in v0).
 constexpr int kGateUpCtasPerSm = 2;
 constexpr int kStepsPerBatch = 8;
 constexpr int32_t kSharedMemoryReservedPerCta = 1024;  // sm_90 reserves 1 KB per resident CTA
