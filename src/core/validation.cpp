@@ -123,12 +123,9 @@ Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args) {
   RAMP_TRY(check_pointer("topk_ids", args.topk_ids, false));
   RAMP_TRY(check_pointer("topk_weights", args.topk_weights, false));
   RAMP_TRY(check_pointer("out", args.out, true));
-  RAMP_TRY(check_row_stride("hidden_row_stride",
-                            args.hidden_row_stride ? args.hidden_row_stride : shape.hidden,
-                            shape.hidden));
-  RAMP_TRY(check_row_stride("out_row_stride",
-                            args.out_row_stride ? args.out_row_stride : shape.hidden,
-                            shape.hidden));
+  const LayerRowStrides strides = layer_row_strides(shape, args);
+  RAMP_TRY(check_row_stride("hidden_row_stride", strides.hidden, shape.hidden));
+  RAMP_TRY(check_row_stride("out_row_stride", strides.out, shape.hidden));
   return Status::ok();
 }
 

@@ -24,6 +24,16 @@ Status validate_shape(const MoeShape& shape);
 // T >= 0; pointers non-null when T > 0 (weights always); strides >= H; 16-byte alignment.
 Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args);
 
+// The row strides (elements) a layer call uses: the given ones, H where 0 asks for contiguous rows.
+struct LayerRowStrides {
+  int64_t hidden;
+  int64_t out;
+};
+inline LayerRowStrides layer_row_strides(const MoeShape& shape, const MoeLayerArgs& args) {
+  return {args.hidden_row_stride != 0 ? args.hidden_row_stride : shape.hidden,
+          args.out_row_stride != 0 ? args.out_row_stride : shape.hidden};
+}
+
 // E >= 1, 1 <= k <= E, T >= 0, N a positive multiple of 8, K a positive multiple of 64.
 // Reads no pointer: what a planner needs.
 Status validate_grouped_gemm_shape(const GroupedGemmArgs& args);

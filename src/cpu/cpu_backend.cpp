@@ -334,8 +334,9 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
   if (args.num_tokens == 0) return Status::ok();
 
   const RoutingView& routing = plan.routing();
-  const int64_t hidden_stride = args.hidden_row_stride != 0 ? args.hidden_row_stride : hidden;
-  const int64_t out_stride = args.out_row_stride != 0 ? args.out_row_stride : hidden;
+  const LayerRowStrides strides = layer_row_strides(shape, args);
+  const int64_t hidden_stride = strides.hidden;
+  const int64_t out_stride = strides.out;
   const LayerWorkspace scratch{
       static_cast<bf16*>(workspace),
       reinterpret_cast<bf16*>(static_cast<std::byte*>(workspace) +

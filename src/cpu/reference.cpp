@@ -7,6 +7,8 @@
 #include <limits>
 #include <thread>
 
+#include "core/validation.h"
+
 namespace ramp::cpu {
 namespace {
 
@@ -104,7 +106,7 @@ std::vector<double> reference_grouped_gemm(const GroupedGemmArgs& args, int num_
 std::vector<double> reference_moe_layer(const MoeShape& shape, const MoeLayerArgs& args,
                                         int num_threads) {
   const int64_t hidden = shape.hidden, inter = shape.intermediate, top_k = shape.top_k;
-  const int64_t hidden_stride = args.hidden_row_stride != 0 ? args.hidden_row_stride : hidden;
+  const int64_t hidden_stride = layer_row_strides(shape, args).hidden;
   const int64_t num_slots = int64_t{args.num_tokens} * top_k;
   // Each slot's weighted expert output, summed per token afterwards in the order j = 0..k-1.
   std::vector<double> slot_out(num_slots * hidden);

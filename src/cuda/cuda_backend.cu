@@ -346,6 +346,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   int32_t num_sms = 0;
   RAMP_TRY(resolve_sm_count(options, &num_sms));
 
+  const LayerRowStrides strides = layer_row_strides(shape, args);
   char* base = static_cast<char*>(workspace);
   void* intermediate = base + layout.intermediate;  // [S, I] bf16 at the sorted row
   bf16* slot_out = reinterpret_cast<bf16*>(base + layout.slot_out);  // [S, H] bf16 by slot
@@ -360,7 +361,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
     decode.hidden = shape.hidden;
     decode.intermediate = shape.intermediate;
     decode.hidden_states = args.hidden;
-    decode.hidden_row_stride = args.hidden_row_stride ? args.hidden_row_stride : shape.hidden;
+    decode.hidden_row_stride = strides.hidden;
     decode.w13 = args.w13;
     decode.w2 = args.w2;
     decode.intermediate_out = static_cast<bf16*>(intermediate);  // [S, I] by slot here
@@ -368,7 +369,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
         routing_view_at(base + layout.plan.routing, shape.num_experts, shape.top_k, num_slots)
             .header;
     decode.out = args.out;
-    decode.out_row_stride = args.out_row_stride ? args.out_row_stride : shape.hidden;
+    decode.out_row_stride = strides.out;
     decode.num_sms = num_sms;
     return launch_decode_layer(decode, stream);
   }
@@ -385,7 +386,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   gate_up.routing = prep.routing;
   gate_up.task_map = prep.task_maps[0];
   gate_up.a = args.hidden;
-  gate_up.a_row_stride = args.hidden_row_stride ? args.hidden_row_stride : shape.hidden;
+  gate_up.a_row_stride = strides.hidden;
   gate_up.w = args.w13;
   gate_up.out_features = 2 * shape.intermediate;
   gate_up.in_features = shape.hidden;
@@ -433,7 +434,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   combine.top_k = shape.top_k;
   combine.hidden = shape.hidden;
   combine.out = args.out;
-  combine.out_row_stride = args.out_row_stride ? args.out_row_stride : shape.hidden;
+  combine.out_row_stride = strides.out;
   combine.after_ramp_kernel = options.overlap_kernels;
   return launch_combine(combine, stream);
 }

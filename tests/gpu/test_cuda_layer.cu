@@ -362,16 +362,22 @@ void expect_bad_routing_reported(const LayerCase& c, uint64_t seed,
   }
 }
 
+// The corruptions both layer paths meet: an id equal to E at `id_slot`, a negative id, a NaN
+// weight, and a huge id at `late_id_slot` after an infinite weight.
+std::vector<Corruption> bad_routing_corruptions(int32_t num_experts, int32_t id_slot,
+                                                int32_t late_id_slot) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  return {{"id = E", id_slot, num_experts, -1, 0.0f},
+          {"id = -5", 3, -5, -1, 0.0f},
+          {"NaN weight", -1, 0, 17, nan},
+          {"id after a bad weight", late_id_slot, 1 << 30, 2,
+           std::numeric_limits<float>::infinity()}};
+}
+
 TEST(CudaLayer, BadRoutingGivesTheHostStatusWithoutACrash) {
   RAMP_SKIP_WITHOUT_DEVICE();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  expect_bad_routing_reported(
-      {"uniform", 64, 16, 4, 256, 128}, 600,
-      {{"id = E", 41, 16, -1, 0.0f},
-       {"id = -5", 3, -5, -1, 0.0f},
-       {"NaN weight", -1, 0, 17, nan},
-       {"id after a bad weight", 200, 1 << 30, 2, std::numeric_limits<float>::infinity()}},
-      cuda::CudaOptions{});
+  expect_bad_routing_reported({"uniform", 64, 16, 4, 256, 128}, 600,
+                              bad_routing_corruptions(16, 41, 200), cuda::CudaOptions{});
 }
 
 TEST(CudaLayer, StructuralErrorsReturnBeforeAnyLaunch) {
@@ -599,14 +605,8 @@ TEST(CudaLayer, DecodePathGraphReplayFollowsANewRoutingEachTime) {
 // Bad routing on the decode path (its own header writer and slot sort).
 TEST(CudaLayer, DecodePathBadRoutingGivesTheHostStatus) {
   RAMP_SKIP_WITHOUT_DEVICE();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  expect_bad_routing_reported(
-      {"uniform", 8, 16, 4, 256, 128}, 1400,
-      {{"id = E", 21, 16, -1, 0.0f},
-       {"id = -5", 3, -5, -1, 0.0f},
-       {"NaN weight", -1, 0, 17, nan},
-       {"id after a bad weight", 30, 1 << 30, 2, std::numeric_limits<float>::infinity()}},
-      decode_forced());
+  expect_bad_routing_reported({"uniform", 8, 16, 4, 256, 128}, 1400,
+                              bad_routing_corruptions(16, 21, 30), decode_forced());
 }
 
 TEST(CudaGroupedGemm, MatchesCpuReferenceAndIsDeterministic) {
