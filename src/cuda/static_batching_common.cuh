@@ -94,7 +94,7 @@ struct KernelParams {
   int32_t* split_counters;
   int32_t split_tile_floats;  // floats per tile in split_partials (the set's largest tile)
   bool paired_stores;  // out, its stride and N allow 2-element vector stores
-  bool bulk_stores;    // out and its row stride are 16-byte aligned: staged bulk row stores
+  bool bulk_stores;    // out and its row stride are 16-byte aligned: staged 16-byte row stores
 };
 
 // Compile-time view of catalog entry kIndex (dispatch::kCatalogTable).
@@ -172,15 +172,16 @@ constexpr int max_of(std::initializer_list<int> values) {
 }
 
 // Epilogue staging: each consumer warpgroup stages 64 rows x 256 bytes of output per pass and
-// stores each row with one bulk copy. Rows are 16 bytes apart beyond their payload so the 8
-// rows a warp writes at once start 4 banks apart (conflict-free fragment writes).
+// copies them out with coalesced 16-byte stores. Rows are 16 bytes apart beyond their payload
+// so the 8 rows a warp writes at once start 4 banks apart (conflict-free fragment writes); the
+// pad carries the row's destination pointer.
 inline constexpr int kStagingRowPayloadBytes = 256;
 inline constexpr int kStagingRowStride = kStagingRowPayloadBytes + 16;
 inline constexpr int kStagingBytesPerWarpgroup = 64 * kStagingRowStride;
 // The catalog derives every entry's pipeline depth from this layout's budget: keep them equal.
 static_assert(kStagingBytesPerWarpgroup == dispatch::kEpilogueStagingBytesPerWarpgroup,
               "dispatch/catalog.h sizes the epilogue staging differently from the kernel");
-static_assert(kStagingRowStride % 16 == 0, "bulk copies need 16-byte aligned rows");
+static_assert(kStagingRowStride % 16 == 0, "16-byte copies need 16-byte aligned rows");
 // GEMM1 stages its output in the same buffer as boxes of 64 rows x 64 columns (128 bytes, the
 // 128-byte swizzle's span), box after box, for one tensor store per box.
 inline constexpr int kStoreBoxRows = 64;

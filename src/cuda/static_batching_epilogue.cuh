@@ -1,5 +1,5 @@
 // Epilogues: accumulators (wgmma fragment order) -> global memory, straight from registers or
-// staged in shared memory (bulk row copies; tensor-store boxes for GEMM1's sorted rows).
+// staged in shared memory (coalesced row stores; tensor-store boxes for GEMM1's sorted rows).
 //
 // Fragment of one 64-row MMA block (a consumer warpgroup owns one, or two for 128-row normal
 // tiles): warp w holds rows 16w + lane/4 (h = 0) and 16w + lane/4 + 8 (h = 1); accumulator
@@ -121,8 +121,8 @@ __device__ __forceinline__ void store_tile_normal(
 }
 
 // What the staged epilogue reads from global memory for this thread's rows: the router
-// weights of its two fragment rows per 64-row block (GEMM2) and, for the 64 issuing threads,
-// where their output row goes (GEMM2 and the grouped GEMM: the slot's row, through
+// weights of its two fragment rows per 64-row block (GEMM2) and, for threads t < 64, where
+// staging row t goes (GEMM2 and the grouped GEMM: the slot's row, through
 // sorted_slots). consume_tile loads them before its mainloop, so these dependent loads
 // overlap the MMAs instead of opening the epilogue: on the H100 (ncu, qwen3-30b-a3b T=8192
 // GEMM2) ~6% of the kernel's warp samples waited on them there.
@@ -168,10 +168,15 @@ __device__ __forceinline__ StagedRows<kConfig> load_staged_rows(const KernelPara
   return rows;
 }
 
-// Normal orientation through shared memory: the warpgroup writes its fragment (64 rows x one
-// 256-byte column pass) into its staging rows, then 64 threads each send one output row with
-// a bulk copy. The copies drain while the consumers run the next tile's mainloop; a staging
-// buffer is only rewritten after its previous copies have been read (wait_group.read).
+// Normal orientation through shared memory: per 256-byte column pass the warpgroup writes its
+// fragment (64 rows) into its staging rows, then copies them out with coalesced 16-byte stores
+// (consecutive threads take consecutive chunks of a row: a warp writes two 256-byte row pieces
+// per instruction). The copy-out's shared-memory reads are synchronous, so the next pass may
+// rewrite the staging right after a barrier.
+// Why not one bulk copy per row: the TMA unit also carries the producer's loads, and 64 copies
+// per pass (two passes for a 256-wide tile, each waiting for the previous pass's copies to have
+// read the staging) took ~6k cycles per tile on seed004 (clock64 timeline, dev/kernel_notes.md
+// session 5); GEMM2 ran 1.04x faster with these stores (session 4).
 // `rows`: load_staged_rows, loaded before the mainloop.
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void store_tile_normal_staged(
@@ -188,6 +193,10 @@ __device__ __forceinline__ void store_tile_normal_staged(
   constexpr int kPasses = kOutColumns / kPassColumns;
   static_assert(kOutColumns % kPassColumns == 0);
   static_assert(!kSilu || kPasses == 1, "SiLU pairs gate/up columns across the whole tile");
+  constexpr int kChunks = kPassColumns * kElementBytes / 16;  // 16-byte chunks of a pass row
+  static_assert(kPassColumns * kElementBytes % 16 == 0, "pass rows are whole 16-byte chunks");
+  static_assert(kStagingRowStride - kStagingRowPayloadBytes >= int{sizeof(char*)},
+                "a staging row's pad carries its destination");
 
   const int thread = static_cast<int>(threadIdx.x & 127);
   const int warp = thread / 32;
@@ -196,7 +205,6 @@ __device__ __forceinline__ void store_tile_normal_staged(
   const uint32_t barrier_id = 1 + static_cast<uint32_t>(consumer_wg);
   const int32_t column_limit = kSilu ? params.out_features / 2 : params.out_features;
   const int32_t tile_first_column = extent.feature_block * kOutColumns;
-  const uint32_t staging_base = ptx::smem_address(staging);
 
   // A warpgroup with 128 MMA rows stages them as two 64-row blocks, one after the other.
 #pragma unroll
@@ -204,16 +212,18 @@ __device__ __forceinline__ void store_tile_normal_staged(
     const float(&acc)[Traits::kAccumulatorsPerBlock] = accumulators[r];
     const int row_base = row_block_base<kConfig>(consumer_wg, r);
     if (row_base >= extent.valid_rows) break;  // warpgroup-uniform: nothing left to store
-
     const float(&row_scale)[2] = rows.row_scale[r];
-    // Thread t < 64 owns staging row t: tile row row_base + t.
-    char* out_row = rows.out_row[r];
-    const bool issuer = out_row != nullptr;
 
 #pragma unroll
     for (int pass = 0; pass < kPasses; ++pass) {
-      if (thread < 64) ptx::bulk_wait_group_read<0>();
+      // Every thread has finished reading the staging (previous pass or block).
       ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
+      // Staging row t is tile row row_base + t; thread t < 64 knows where it goes (null past
+      // the task's end) and leaves that in the row's pad, so any thread can copy any row.
+      if (pass == 0 && thread < 64) {
+        *reinterpret_cast<char**>(staging + thread * kStagingRowStride + kStagingRowPayloadBytes) =
+            rows.out_row[r];
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         uint8_t* row = staging + fragment_row(warp, lane, h) * kStagingRowStride;
@@ -234,23 +244,30 @@ __device__ __forceinline__ void store_tile_normal_staged(
           }
         }
       }
-      ptx::fence_proxy_async_shared();  // the bulk copies read the staging through the async proxy
       ptx::named_barrier_sync(barrier_id, kThreadsPerWarpgroup);
-      if (issuer) {
-        const int32_t first_column = tile_first_column + pass * kPassColumns;
-        if (first_column < column_limit) {
-          const int32_t columns = min_i32(kPassColumns, column_limit - first_column);
-          const uint32_t bytes = static_cast<uint32_t>(columns * kElementBytes);
-          const uint32_t bulk_bytes = bytes & ~15u;
-          char* dst = out_row + static_cast<int64_t>(first_column) * kElementBytes;
-          const uint32_t src = staging_base + static_cast<uint32_t>(thread * kStagingRowStride);
-          if (bulk_bytes > 0) ptx::bulk_store_shared_to_global(dst, src, bulk_bytes);
+      const int32_t first_column = tile_first_column + pass * kPassColumns;
+      if (first_column >= column_limit) continue;  // warpgroup-uniform
+      const int32_t bytes = min_i32(kPassColumns, column_limit - first_column) * kElementBytes;
+#pragma unroll
+      for (int round = 0; round < (64 * kChunks + kThreadsPerWarpgroup - 1) / kThreadsPerWarpgroup;
+           ++round) {
+        const int index = round * kThreadsPerWarpgroup + thread;
+        if (index >= 64 * kChunks) break;
+        const int row = index / kChunks;
+        const int byte = (index % kChunks) * 16;
+        const uint8_t* source = staging + row * kStagingRowStride;
+        char* const destination =
+            *reinterpret_cast<char* const*>(source + kStagingRowPayloadBytes);
+        if (destination == nullptr || byte >= bytes) continue;
+        char* dst = destination + static_cast<int64_t>(first_column) * kElementBytes;
+        if (byte + 16 <= bytes) {
+          *reinterpret_cast<uint4*>(dst + byte) = *reinterpret_cast<const uint4*>(source + byte);
+        } else {
           // A row end that is not a multiple of 16 bytes (N edge) goes element by element.
-          for (uint32_t byte = bulk_bytes; byte < bytes; byte += kElementBytes) {
-            const uint8_t* element = staging + thread * kStagingRowStride + byte;
-            *reinterpret_cast<uint16_t*>(dst + byte) = *reinterpret_cast<const uint16_t*>(element);
+          for (int32_t tail = byte; tail < bytes; tail += kElementBytes) {
+            *reinterpret_cast<uint16_t*>(dst + tail) =
+                *reinterpret_cast<const uint16_t*>(source + tail);
           }
-          ptx::bulk_commit_group();
         }
       }
     }
