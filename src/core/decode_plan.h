@@ -11,8 +11,9 @@
 // its experts from topk_ids itself (no prep), and GEMM2 fetches its weights into shared memory
 // while GEMM1 still runs and sums each token's k slots itself (no combine kernel).
 //
-// Both GEMMs run as mma.sync m16n8k16 (bf16 in, fp32 accumulate) straight from 16-byte global
-// loads: 16 weight rows on the MMA's M axis, up to 8 tokens on N, 32 of K per step.
+// Both GEMMs run as mma.sync m16n8k16 (bf16 in, fp32 accumulate) from 16-byte loads (weights
+// from shared memory, or global for GEMM2's rows that did not fit): 16 weight rows on the MMA's
+// M axis, up to 8 tokens on N, 32 of K per step.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,7 @@ namespace ramp {
 // At most this many slots (T x k) take the decode path: the kernels hold the routing in
 // shared memory, one slot per thread of a 256-thread CTA.
 inline constexpr int32_t kDecodeMaxSlots = 256;
-inline constexpr int32_t kDecodeThreads = 256;  // 8 warps per CTA in both kernels
+inline constexpr int32_t kDecodeThreads = 256;  // 8 warps per CTA (GEMM1: 7 and a producer)
 inline constexpr int32_t kDecodeWarps = kDecodeThreads / 32;
 
 inline constexpr int32_t kDecodeWeightRows = 16;  // mma M: weight rows per warp step
@@ -101,7 +102,9 @@ RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t fea
 // bench/results/h100-2026-11-22m-decode-variants.json): qwen3-30b-a3b (9 MiB of weights per
 // expert) T = 1 / 4 / 8: 1.32x / 1.04x / 0.98x; olmoe-1b-7b (12 MiB) 1.30x / 1.02x / 0.99x;
 // deepseek-v2-lite (17 MiB) 1.26x / 1.00x / 0.95x; qwen3-235b-a22b (36 MiB) T = 1: 0.98x;
-// gpt-oss-120b (47 MiB) 0.83x; mixtral-8x7b (336 MiB) 0.90x.
+// gpt-oss-120b (47 MiB) 0.83x; mixtral-8x7b (336 MiB) 0.90x. With GEMM1's ring (session 9)
+// gpt-oss-120b forced is 0.99x / 0.94x / 0.91x at T = 1 / 2 / 4 (h100-2026-11-22n-ab-decode-*):
+// still the general path's.
 // Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 4 -> decode path;
 // gpt-oss-120b, T = 1: 47 MiB -> general path.
 inline constexpr int32_t kDecodeRuleMaxTokens = 4;
@@ -112,12 +115,48 @@ RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t 
          int64_t{3} * hidden * intermediate * 2 <= kDecodeRuleMaxExpertWeightBytes;
 }
 
+// GEMM1's weight ring (shared memory, filled by bulk copies from a producer warp): a stage holds
+// 8 rows of w13 over the whole of K -- a unit's gate rows or its up rows -- each padded as
+// decode_prefetch_row_bytes says. The ring lets each CTA keep its weight stream going while its
+// warps multiply and reduce the previous unit: with loads in registers (session 8) the 8 warps of
+// a CTA issued one unit's loads together and waited for the slowest before the next, so the
+// whole GPU streamed in lockstep rounds with a gap between them (64% of DRAM peak).
+// The ring takes kDecodeGateUpRingBytes; the rest of the SM's shared memory goes to GEMM2's
+// prefetch, whose CTAs run beside GEMM1's (one CTA of each per SM). Measured on the H100
+// (session 9, layer time, qwen3-30b-a3b / olmoe-1b-7b / deepseek-v2-lite at T = 1..4): 3 stages
+// (100 KB) beat 2 (68 KB: 0.96x, GEMM1 streams worse) and 4 (134 KB: 0.93x, GEMM2 prefetches
+// less).
+// Example: H = 2048 -> rows of 64 steps: 4096 + 64 = 4160 bytes, stage 33280 bytes, 3 stages in
+// 100 KB; H = 7168 -> stage 115200 bytes: not even 2 stages fit, no decode path.
+inline constexpr int32_t kDecodeGateUpRingBytes = 100 * 1024;
+inline constexpr int32_t kDecodeGateUpMaxStages = 8;
+
+// GEMM2's w2 rows that its shared-memory prefetch cannot hold are pulled into L2 (evict-last,
+// while GEMM1's w13 copies are marked evict-first) when all CTAs' rest together stay within
+// this many bytes. Measured on the H100 (session 9, T = 1, rest over all CTAs): qwen3-30b-a3b
+// (12.4 MB) 1.03x faster with it; olmoe-1b-7b (21 MB) and deepseek-v2-lite (23 MB) 0.96x
+// slower, so the bound sits between.
+// Example: qwen3-30b-a3b T = 1, 8 experts, 4 of them prefetched into shared memory: 128 CTAs x 4
+// tasks x 16 rows x 1536 bytes = 12.6 MB <= 16 MiB; olmoe-1b-7b: 128 x 5 x 16 x 2048 = 21 MB.
+inline constexpr int64_t kDecodeL2RestMaxBytes = int64_t{16} << 20;
+
 // Bytes of one weight row of `steps` K steps in the decode GEMM2's shared-memory prefetch. A
 // quarter warp's 16-byte loads cover rows g and g + 1 (64 bytes each); the pad puts them in
 // opposite halves of the 128-byte bank window, so they never share a bank.
 // Example: I = 768, one slice -> 24 steps: 1536 + 64 = 1600 bytes (1600 mod 128 = 64).
 RAMP_HOST_DEVICE constexpr int32_t decode_prefetch_row_bytes(int32_t steps) {
   return steps * kDecodeStepK * 2 + (steps % 2 == 0 ? 64 : 0);
+}
+
+RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stage_bytes(int32_t hidden) {
+  return kDecodeFeaturesPerUnit * decode_prefetch_row_bytes(hidden / kDecodeStepK);
+}
+
+// Stages of GEMM1's ring for this H; fewer than 2 (one unit's gate and up rows) means the decode
+// path cannot run the shape.
+RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stages(int32_t hidden) {
+  const int32_t stages = kDecodeGateUpRingBytes / decode_gate_up_stage_bytes(hidden);
+  return stages < kDecodeGateUpMaxStages ? stages : kDecodeGateUpMaxStages;
 }
 
 }  // namespace ramp

@@ -254,7 +254,7 @@ int32_t device_sm_count() {
 }
 
 bool uses_decode_path(const MoeShape& shape, int32_t num_tokens, const CudaOptions& options) {
-  if (!decode_path_fits(num_tokens, shape.top_k) || options.forced_config >= 0 ||
+  if (!decode_path_fits(num_tokens, shape.top_k, shape.hidden) || options.forced_config >= 0 ||
       options.routing_aware) {
     return false;
   }

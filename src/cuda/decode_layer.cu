@@ -18,23 +18,31 @@
 #include "cuda/ptx/load_global.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/mma_sync.h"
+#include "cuda/ptx/named_barrier.h"
 #include "cuda/silu.cuh"
 
 namespace ramp::cuda {
 
 namespace {
 
-// gate_up: two CTAs per SM (16 warps), each warp with kStepsPerBatch x 1 KB of weights in
-// flight, at up to 128 registers. Measured on the H100 (session 8, bench/results/
-// h100-2026-11-22m-decode-variants.json, layer time at T = 1/4/8 over the 7 models): batches of
-// 8 steps beat batches of 4 by 4-13%; 3 or 4 CTAs per SM (64 registers, batches of 2-4) were
-// 1-8% slower than 2: with ~8 MB of loads already queued over the GPU, more only lengthen the
-// queue (ncu: gate_up reads exactly its weight bytes at 64% of DRAM peak; why not more is open).
-// With the register file full, down_combine's CTAs start as gate_up's exit, and their
-// shared-memory prefetch overlaps gate_up's tail only (without it: the same time, in v0).
-constexpr int kGateUpCtasPerSm = 2;
+// gate_up: one CTA per SM, 7 consumer warps and a producer warp that streams w13 rows into the
+// ring (core/decode_plan.h, kDecodeGateUpRingBytes). Eight warps of <= 128 registers, so that a
+// down_combine CTA (8 warps, <= 128 registers) fits beside it: registers are allocated per SM
+// sub-partition (16384 each, 2 warps of each kernel per sub-partition); with a ninth gate_up warp
+// one sub-partition held 3 of its warps and down_combine's CTAs only started as gate_up's exited
+// (%globaltimer timeline, qwen3-30b-a3b T = 1: down_combine entered at 17-21 us, when gate_up's
+// CTAs ended). Beside gate_up, down_combine's shared-memory prefetch of w2 overlaps gate_up's
+// stream instead of following it.
+constexpr int kGateUpThreads = kDecodeThreads;
+constexpr int kGateUpConsumerWarps = kDecodeWarps - 1;
+constexpr int kGateUpConsumerThreads = kGateUpConsumerWarps * 32;
+constexpr int kGateUpProducerWarp = kGateUpConsumerWarps;
+constexpr int kGateUpStepsPerBatch = 4;  // from shared memory: latency, not bandwidth, to hide
+// down_combine reads the w2 rows it could not prefetch from global memory, kStepsPerBatch K
+// steps per warp in flight.
 constexpr int kStepsPerBatch = 8;
 constexpr int32_t kSharedMemoryReservedPerCta = 1024;  // sm_90 reserves 1 KB per resident CTA
+constexpr uint32_t kConsumerBarrier = 1;  // named barrier of gate_up's consumer warps
 
 // The routing as both kernels see it: slots sorted by (expert, slot), grouped by expert.
 struct DecodeRouting {
@@ -170,20 +178,20 @@ __device__ __forceinline__ void mma_step(float (&acc)[4], uint4 low, uint4 high,
 // acc (rows g, g + 8 x token columns 2t, 2t + 1) += rows . tokens over `steps` K steps. Every
 // load of a batch is issued before its first mma, so a warp keeps kStepsPerBatch KB of weights
 // in flight (from shared memory the batch only hides its latency).
-template <class Rows>
+template <int kBatch, class Rows>
 __device__ __forceinline__ void accumulate(float (&acc)[4], const Rows& rows, const bf16* token,
                                            int32_t steps) {
   int32_t step = 0;
-  for (; step + kStepsPerBatch <= steps; step += kStepsPerBatch) {
-    uint4 low[kStepsPerBatch], high[kStepsPerBatch], tokens[kStepsPerBatch];
+  for (; step + kBatch <= steps; step += kBatch) {
+    uint4 low[kBatch], high[kBatch], tokens[kBatch];
 #pragma unroll
-    for (int b = 0; b < kStepsPerBatch; ++b) {
+    for (int b = 0; b < kBatch; ++b) {
       low[b] = rows.load_low(step + b);
       high[b] = rows.load_high(step + b);
       tokens[b] = ptx::load_cached_16(token + (step + b) * kDecodeStepK);
     }
 #pragma unroll
-    for (int b = 0; b < kStepsPerBatch; ++b) mma_step(acc, low[b], high[b], tokens[b]);
+    for (int b = 0; b < kBatch; ++b) mma_step(acc, low[b], high[b], tokens[b]);
   }
   for (; step < steps; ++step) {
     mma_step(acc, rows.load_low(step), rows.load_high(step),
@@ -199,46 +207,138 @@ __device__ __forceinline__ int32_t lane_slot(const DecodeRouting& routing, int32
   return routing.sorted_slots[first + column];
 }
 
-__global__ void __launch_bounds__(kDecodeThreads, kGateUpCtasPerSm)
-    decode_gate_up_kernel(DecodeLayerArgs args) {
-  __shared__ DecodeRouting routing;
-  __shared__ float4 partial[kDecodeWarps][32];
+// A position in a ring of `stages` stages: which stage, and which round of it (its barriers'
+// phase parity is round & 1).
+struct RingPosition {
+  int32_t stage = 0;
+  uint32_t round = 0;
+  __device__ void advance(int32_t stages) {
+    if (++stage == stages) {
+      stage = 0;
+      ++round;
+    }
+  }
+};
+
+struct GateUpShared {
+  DecodeRouting routing;
+  float4 partial[2][kGateUpConsumerWarps][32];  // K-slice partials, double-buffered
+  uint64_t full[kDecodeGateUpMaxStages];   // the producer's bulk copies landed
+  uint64_t empty[kDecodeGateUpMaxStages];  // every consumer thread has read the stage
+};
+
+// The producer warp: for each of this CTA's units, its 8 gate rows into one stage and its 8 up
+// rows into the next, one bulk copy per row (lane r copies row r).
+__device__ void gate_up_produce(GateUpShared& shared, const DecodeLayerArgs& args, uint32_t ring,
+                                int32_t stages) {
+  const int lane = threadIdx.x % 32;
+  const int32_t hidden = args.hidden;
+  const int32_t intermediate = args.intermediate;
+  const int32_t feature_blocks = intermediate / kDecodeFeaturesPerUnit;
+  const int32_t units = shared.routing.num_groups * feature_blocks;
+  const uint32_t row_bytes =
+      static_cast<uint32_t>(decode_prefetch_row_bytes(hidden / kDecodeStepK));
+  const uint32_t stage_bytes = static_cast<uint32_t>(decode_gate_up_stage_bytes(hidden));
+  const uint32_t copy_bytes = static_cast<uint32_t>(hidden) * 2;
+  RingPosition at;
+  for (int32_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
+    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
+    const int32_t expert = shared.routing.group_expert[work.group];
+    for (int32_t half = 0; half < 2; ++half) {  // gate rows, then up rows
+      // Each copying lane sees the stage free itself (and, being counted by the stage's next
+      // full barrier through its copy, cannot be lapped while it waits).
+      if (lane < kDecodeFeaturesPerUnit && at.round > 0) {
+        ptx::mbarrier_wait_parity(&shared.empty[at.stage], (at.round - 1) & 1);
+      }
+      if (lane == 0) {
+        ptx::mbarrier_arrive_expect_tx(&shared.full[at.stage], kDecodeFeaturesPerUnit * copy_bytes);
+      }
+      __syncwarp();
+      if (lane < kDecodeFeaturesPerUnit) {
+        const int64_t row = static_cast<int64_t>(expert) * 2 * intermediate + half * intermediate +
+                            work.feature_block * kDecodeFeaturesPerUnit + lane;
+        // Read once: evict-first keeps L2 for down_combine's w2 rows pulled in beside it.
+        ptx::bulk_load_global_to_shared_hinted(ring + at.stage * stage_bytes + lane * row_bytes,
+                                               args.w13 + row * hidden, copy_bytes,
+                                               ptx::smem_address(&shared.full[at.stage]),
+                                               ptx::l2_policy_evict_first());
+      }
+      at.advance(stages);
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
+    decode_gate_up_kernel(DecodeLayerArgs args, int32_t stages) {
+  __shared__ GateUpShared shared;
+  extern __shared__ __align__(128) unsigned char ring_memory[];
+  DecodeRouting& routing = shared.routing;
+  if (threadIdx.x == 0) {
+    for (int32_t s = 0; s < stages; ++s) {
+      ptx::mbarrier_init(&shared.full[s], 1);
+      ptx::mbarrier_init(&shared.empty[s], kGateUpConsumerThreads);  // every consumer reads it
+    }
+    ptx::fence_mbarrier_init();
+  }
   // topk_ids may come from the kernel before this one: wait, then let down_combine start (it
   // reads inputs early, which is safe once this wait has returned).
   ptx::wait_for_previous_grid();
   ptx::allow_next_grid_launch();
-  build_routing(routing, args, blockIdx.x == 0);
+  build_routing(routing, args, blockIdx.x == 0);  // its barriers also publish the mbarriers
+
+  const uint32_t ring = ptx::smem_address(ring_memory);
+  const int warp = threadIdx.x / 32;
+  if (warp == kGateUpProducerWarp) {
+    gate_up_produce(shared, args, ring, stages);
+    return;  // the consumers wait for every copy it issued
+  }
 
   const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
   const int32_t hidden = args.hidden;
   const int32_t intermediate = args.intermediate;
   const int32_t feature_blocks = intermediate / kDecodeFeaturesPerUnit;
   const int32_t units = routing.num_groups * feature_blocks;
-  const StepRange slice = decode_step_slice(hidden / kDecodeStepK, kDecodeWarps, warp);
+  const StepRange slice = decode_step_slice(hidden / kDecodeStepK, kGateUpConsumerWarps, warp);
   const int32_t k_offset = slice.begin * kDecodeStepK + decode_lane_k_offset(lane);
+  const uint32_t row_bytes =
+      static_cast<uint32_t>(decode_prefetch_row_bytes(hidden / kDecodeStepK));
+  const uint32_t stage_bytes = static_cast<uint32_t>(decode_gate_up_stage_bytes(hidden));
+  // This lane's MMA rows g (gate) and g + 8 (up) at its first element of the warp's K slice.
+  const uint32_t lane_offset = static_cast<uint32_t>(lane / 4) * row_bytes + 2u * k_offset;
+  RingPosition at;
+  int32_t buffer = 0;
 
   for (int32_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
     const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
-    const int32_t expert = routing.group_expert[work.group];
     const int32_t first = routing.group_first[work.group];
     const int32_t rows = routing.group_first[work.group + 1] - first;
     const int32_t feature = work.feature_block * kDecodeFeaturesPerUnit + lane / 4;
-    const bf16* gate = args.w13 + (static_cast<int64_t>(expert) * 2 * intermediate + feature) *
-                                      hidden + k_offset;
-    const GlobalRows weights{gate, gate + static_cast<int64_t>(intermediate) * hidden};
+    const RingPosition gate_at = at;
+    at.advance(stages);
+    const RingPosition up_at = at;
+    at.advance(stages);
+    ptx::mbarrier_wait_parity(&shared.full[gate_at.stage], gate_at.round & 1);
+    ptx::mbarrier_wait_parity(&shared.full[up_at.stage], up_at.round & 1);
+    const SharedRows weights{ring + gate_at.stage * stage_bytes + lane_offset,
+                             ring + up_at.stage * stage_bytes + lane_offset};
     for (int32_t column0 = 0; column0 < rows; column0 += kDecodeTokenColumns) {
       const int32_t slot = lane_slot(routing, first, rows, column0, lane);
       const bf16* token =
           args.hidden_states + (slot / args.top_k) * args.hidden_row_stride + k_offset;
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      accumulate(acc, weights, token, slice.end - slice.begin);
-      partial[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-      __syncthreads();
+      accumulate<kGateUpStepsPerBatch>(acc, weights, token, slice.end - slice.begin);
+      if (column0 + kDecodeTokenColumns >= rows) {  // this thread's last read of these stages
+        ptx::mbarrier_arrive(&shared.empty[gate_at.stage]);
+        ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
+      }
+      // Partials in two buffers: a warp writes buffer b again only after the next barrier,
+      // which warp 0 passes only once it has summed buffer b.
+      shared.partial[buffer][warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      ptx::named_barrier_sync(kConsumerBarrier, kGateUpConsumerThreads);
       if (warp == 0) {
-        float4 sum = partial[0][lane];
-        for (int w = 1; w < kDecodeWarps; ++w) {  // fixed order: deterministic
-          const float4 part = partial[w][lane];
+        float4 sum = shared.partial[buffer][0][lane];
+        for (int w = 1; w < kGateUpConsumerWarps; ++w) {  // fixed order: deterministic
+          const float4 part = shared.partial[buffer][w][lane];
           sum.x += part.x;
           sum.y += part.y;
           sum.z += part.z;
@@ -258,7 +358,7 @@ __global__ void __launch_bounds__(kDecodeThreads, kGateUpCtasPerSm)
           }
         }
       }
-      __syncthreads();  // partial is rewritten by the next unit
+      buffer ^= 1;
     }
   }
 }
@@ -313,6 +413,23 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     }
     __syncwarp();
     const int32_t fitted = shared.prefetched_tasks;
+    // The rows that do not fit are pulled into L2 when all CTAs' together fit the budget
+    // (kDecodeL2RestMaxBytes), so that after the wait they come from there.
+    const int32_t slice_row_bytes = decode_step_slice(steps, slices, 0).end * kDecodeStepK * 2;
+    const int64_t rest = int64_t{tasks - fitted} * kDecodeWeightRows * slice_row_bytes * gridDim.x;
+    if (rest <= kDecodeL2RestMaxBytes) {
+      const uint64_t policy = ptx::l2_policy_evict_last();
+      for (int32_t i = fitted * kDecodeWeightRows + lane; i < tasks * kDecodeWeightRows; i += 32) {
+        const int32_t task = i / kDecodeWeightRows;
+        const int32_t row = i % kDecodeWeightRows;
+        const StepRange range = decode_step_slice(steps, slices, task % slices);
+        const int32_t expert = routing.group_expert[task / slices];
+        ptx::bulk_prefetch_global_to_l2(
+            args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + row) * intermediate +
+                range.begin * kDecodeStepK,
+            static_cast<uint32_t>((range.end - range.begin) * kDecodeStepK * 2), policy);
+      }
+    }
     for (int32_t i = lane; i < fitted * kDecodeWeightRows; i += 32) {
       const int32_t task = i / kDecodeWeightRows;
       const int32_t row = i % kDecodeWeightRows;
@@ -365,12 +482,13 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
         const uint32_t low = ptx::smem_address(prefetch + shared.task_offset[task] +
                                                g * row_bytes) +
                              2 * decode_lane_k_offset(lane);
-        accumulate(acc, SharedRows{low, low + 8u * row_bytes}, token, range.end - range.begin);
+        accumulate<kStepsPerBatch>(acc, SharedRows{low, low + 8u * row_bytes}, token,
+                                    range.end - range.begin);
       } else {
         const bf16* low =
             args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + g) * intermediate + k_offset;
-        accumulate(acc, GlobalRows{low, low + 8 * static_cast<int64_t>(intermediate)}, token,
-                   range.end - range.begin);
+        const GlobalRows rows{low, low + 8 * static_cast<int64_t>(intermediate)};
+        accumulate<kStepsPerBatch>(acc, rows, token, range.end - range.begin);
       }
       if (slices == 1) {
         finish(acc, group, column0);
@@ -415,21 +533,22 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
   }
 }
 
-struct DecodeLaunchLimits {
-  int32_t prefetch_bytes = 0;  // dynamic shared memory of down_combine
+// Per device, queried once: what the launch needs to split an SM's shared memory between a
+// gate_up CTA (its ring) and a down_combine CTA (its prefetch).
+struct DecodeDeviceLimits {
+  int64_t per_sm = 0;            // shared memory per SM
+  int64_t per_block = 0;         // opt-in maximum per CTA
+  int64_t gate_up_static = 0;    // static shared memory of each kernel
+  int64_t down_static = 0;
   cudaError_t error = cudaSuccess;
 };
 
-// Shared memory for down_combine's prefetch: what an SM has left beside kGateUpCtasPerSm gate_up
-// CTAs (the most a CTA could get if it shared the SM with them), queried once per device.
-// Example (H100: 228 KB per SM, gate_up ~8 KB static, down_combine ~17 KB static):
-// 233472 - 2 x (8 + 1) KB - (17 + 1) KB ~ 197 KB.
-DecodeLaunchLimits decode_launch_limits() {
+DecodeDeviceLimits decode_device_limits() {
   static std::mutex mutex;
-  static DecodeLaunchLimits cached[64];
+  static DecodeDeviceLimits cached[64];
   static bool known[64] = {};
   int device = 0;
-  DecodeLaunchLimits limits;
+  DecodeDeviceLimits limits;
   if ((limits.error = cudaGetDevice(&device)) != cudaSuccess) return limits;
   std::lock_guard<std::mutex> lock(mutex);
   if (device < 64 && known[device]) return cached[device];
@@ -443,17 +562,20 @@ DecodeLaunchLimits decode_launch_limits() {
                                              device)) != cudaSuccess) {
     return limits;
   }
-  const int64_t gate_up_static = static_cast<int64_t>(gate_up.sharedSizeBytes);
-  const int64_t down_static = static_cast<int64_t>(down.sharedSizeBytes);
-  int64_t left = int64_t{per_sm} - kGateUpCtasPerSm * (gate_up_static + kSharedMemoryReservedPerCta) -
-                 (down_static + kSharedMemoryReservedPerCta);
-  left = std::min<int64_t>(left, int64_t{per_block} - down_static);
-  limits.prefetch_bytes = static_cast<int32_t>(std::max<int64_t>(0, left) / 128 * 128);
+  limits.per_sm = per_sm;
+  limits.per_block = per_block;
+  limits.gate_up_static = static_cast<int64_t>(gate_up.sharedSizeBytes);
+  limits.down_static = static_cast<int64_t>(down.sharedSizeBytes);
   // Both kernels ask for the largest shared-memory carve-out, so an SM running gate_up already
   // has room for a down_combine CTA.
-  if ((limits.error = cudaFuncSetAttribute(decode_down_combine_kernel,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           limits.prefetch_bytes)) != cudaSuccess ||
+  if ((limits.error = cudaFuncSetAttribute(
+           decode_gate_up_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+           static_cast<int>(std::min<int64_t>(kDecodeGateUpRingBytes,
+                                              limits.per_block - limits.gate_up_static)))) !=
+          cudaSuccess ||
+      (limits.error = cudaFuncSetAttribute(
+           decode_down_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+           static_cast<int>(limits.per_block - limits.down_static))) != cudaSuccess ||
       (limits.error = cudaFuncSetAttribute(decode_down_combine_kernel,
                                            cudaFuncAttributePreferredSharedMemoryCarveout,
                                            100)) != cudaSuccess ||
@@ -469,35 +591,50 @@ DecodeLaunchLimits decode_launch_limits() {
   return limits;
 }
 
+// down_combine's prefetch: what an SM has left beside one gate_up CTA with its ring, capped by
+// what the most active down_combine CTA could use (every slot its own expert, one slice each).
+// Example (H100, qwen3-30b-a3b T = 1): 233472 - (gate_up ~8.6 KB static + 99840 ring + 1 KB) -
+// (down ~17 KB static + 1 KB) ~ 106 KB, of the 8 x 16 x 1600 = 200 KB its 8 experts' rows take.
+int32_t decode_prefetch_bytes(const DecodeDeviceLimits& limits, const DecodeLayerArgs& args,
+                              int64_t ring_bytes) {
+  const int64_t most_groups = std::min(args.num_tokens * args.top_k, args.num_experts);
+  const int64_t wanted = most_groups * kDecodeWeightRows *
+                         decode_prefetch_row_bytes(args.intermediate / kDecodeStepK);
+  int64_t left = limits.per_sm -
+                 (limits.gate_up_static + ring_bytes + kSharedMemoryReservedPerCta) -
+                 (limits.down_static + kSharedMemoryReservedPerCta);
+  left = std::min<int64_t>({left, limits.per_block - limits.down_static, wanted});
+  return static_cast<int32_t>(std::max<int64_t>(0, left) / 128 * 128);
+}
+
 }  // namespace
 
-bool decode_path_fits(int32_t num_tokens, int32_t top_k) {
+bool decode_path_fits(int32_t num_tokens, int32_t top_k, int32_t hidden) {
   return num_tokens >= 1 && top_k >= 1 &&
-         static_cast<int64_t>(num_tokens) * top_k <= kDecodeMaxSlots;
+         static_cast<int64_t>(num_tokens) * top_k <= kDecodeMaxSlots &&
+         decode_gate_up_stages(hidden) >= 2;
 }
 
 Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream) {
-  if (!decode_path_fits(args.num_tokens, args.top_k)) {
+  if (!decode_path_fits(args.num_tokens, args.top_k, args.hidden)) {
     return {ErrorCode::kInternal, "decode path called with T = " + std::to_string(args.num_tokens) +
-                                      ", k = " + std::to_string(args.top_k) + " (at most " +
-                                      std::to_string(kDecodeMaxSlots) + " slots)"};
+                                      ", k = " + std::to_string(args.top_k) + ", H = " +
+                                      std::to_string(args.hidden) + " (at most " +
+                                      std::to_string(kDecodeMaxSlots) +
+                                      " slots, two ring stages of 8 rows of H)"};
   }
-  const DecodeLaunchLimits limits = decode_launch_limits();
+  const DecodeDeviceLimits limits = decode_device_limits();
   RAMP_CUDA_TRY(limits.error);
-  const int32_t num_slots = args.num_tokens * args.top_k;
-  // Shared memory down_combine can use: what its most active CTA could prefetch (every slot its
-  // own expert, one slice each), capped by what fits beside gate_up.
-  const int64_t most_groups = std::min(num_slots, args.num_experts);
-  const int64_t wanted = most_groups * kDecodeWeightRows *
-                         decode_prefetch_row_bytes(args.intermediate / kDecodeStepK);
-  const int32_t prefetch_bytes =
-      static_cast<int32_t>(std::min<int64_t>(wanted, limits.prefetch_bytes));
+  const int32_t stages = decode_gate_up_stages(args.hidden);
+  const int64_t ring_bytes = int64_t{stages} * decode_gate_up_stage_bytes(args.hidden);
+  const int32_t prefetch_bytes = decode_prefetch_bytes(limits, args, ring_bytes);
 
   cudaLaunchConfig_t gate_up{};
-  gate_up.gridDim = dim3(static_cast<unsigned>(kGateUpCtasPerSm * std::max(args.num_sms, 1)));
-  gate_up.blockDim = dim3(kDecodeThreads);
+  gate_up.gridDim = dim3(static_cast<unsigned>(std::max(args.num_sms, 1)));
+  gate_up.blockDim = dim3(kGateUpThreads);
+  gate_up.dynamicSmemBytes = static_cast<size_t>(ring_bytes);
   gate_up.stream = stream;
-  RAMP_CUDA_TRY(cudaLaunchKernelEx(&gate_up, decode_gate_up_kernel, args));
+  RAMP_CUDA_TRY(cudaLaunchKernelEx(&gate_up, decode_gate_up_kernel, args, stages));
 
   cudaLaunchConfig_t down{};
   down.gridDim = dim3(static_cast<unsigned>(args.hidden / kDecodeWeightRows));

@@ -1,17 +1,19 @@
 // The small-batch ("decode") layer path: the whole MoE layer in two kernels for T x k <=
 // kDecodeMaxSlots (core/decode_plan.h says why and holds the index math).
 //
-//   1. gate_up: every CTA reads topk_ids and sorts the valid slots by expert itself (no prep
-//      kernel); CTA 0 writes the RoutingHeader the host reads later. CTAs take (expert, 8
-//      features) units, the 8 warps split K, and SiLU(gate) * up is stored in bf16 at
-//      intermediate[slot][feature].
-//   2. down_combine (programmatic dependent launch: launched once every gate_up CTA has
-//      started; its CTAs get SMs as gate_up's exit): a CTA owns 16 rows of H. Before waiting
-//      for gate_up it bulk-copies the w2 rows its experts need into shared memory (as many as
-//      fit), overlapping the rest of gate_up; then it multiplies, applies the router weight
-//      (rounded to bf16 once per slot, as the general path's slot outputs), and sums each
-//      token's k slots in ascending j in fp32: out is bitwise what the general path's combine
-//      makes of the same slot values.
+//   1. gate_up (one CTA per SM): every CTA reads topk_ids and sorts the valid slots by expert
+//      itself (no prep kernel); CTA 0 writes the RoutingHeader the host reads later. CTAs take
+//      (expert, 8 features) units; a producer warp bulk-copies each unit's 8 gate rows and 8 up
+//      rows into a shared-memory ring (L2 evict-first), 7 warps split K, and SiLU(gate) * up is
+//      stored in bf16 at intermediate[slot][feature].
+//   2. down_combine (programmatic dependent launch, launched once every gate_up CTA has
+//      started; one of its CTAs fits beside a gate_up CTA on each SM): a CTA owns 16 rows of H.
+//      Before waiting for gate_up it bulk-copies the w2 rows its experts need into shared memory
+//      (as many as fit) and pulls the rest into L2 (evict-last) when the rest is small, both
+//      while gate_up still streams; then it multiplies, applies the router weight (rounded to
+//      bf16 once per slot, as the general path's slot outputs), and sums each token's k slots
+//      in ascending j in fp32: out is bitwise what the general path's combine makes of the same
+//      slot values.
 //
 // Same contract as the general path: deterministic (fixed summation orders, no atomics),
 // graph-capturable (grids fixed by T and the shape), a bad id is routed nowhere and named in
@@ -47,8 +49,9 @@ struct DecodeLayerArgs {
   int32_t num_sms = 0;
 };
 
-// True when the decode path can run this call (T x k slots fit its shared-memory routing).
-bool decode_path_fits(int32_t num_tokens, int32_t top_k);
+// True when the decode path can run this call: T x k slots fit its shared-memory routing and
+// two stages of 8 rows of H fit gate_up's ring (core/decode_plan.h).
+bool decode_path_fits(int32_t num_tokens, int32_t top_k, int32_t hidden);
 
 // Launches both kernels on `stream`. Arguments were validated by the layer entry point.
 Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream);

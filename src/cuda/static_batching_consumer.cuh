@@ -154,7 +154,7 @@ __device__ void consumer_loop(const KernelParams& params, uint8_t* ring,
                                                        split_verdict);
     });
   }
-  // Bulk row stores still in flight must finish before the CTA (and its shared memory) ends.
+  // Tensor stores (GEMM1) still in flight must finish before the CTA (and its shared memory) ends.
   ptx::bulk_wait_group<0>();
 }
 

@@ -185,5 +185,23 @@ TEST(DecodePlan, PrefetchRowsAvoidBankConflicts) {
   }
 }
 
+// GEMM1's ring: 8 padded rows of H per stage, as many stages as kDecodeGateUpRingBytes holds;
+// the decode path needs two (one unit's gate and up rows).
+TEST(DecodePlan, GateUpRingHoldsWholeStages) {
+  EXPECT_EQ(decode_gate_up_stage_bytes(2048), 33280);  // 8 x (4096 + 64)
+  EXPECT_EQ(decode_gate_up_stages(2048), 3);           // qwen3-30b-a3b, olmoe, deepseek
+  EXPECT_EQ(decode_gate_up_stage_bytes(2880), 46592);  // gpt-oss-120b: 8 x (5760 + 64)
+  EXPECT_EQ(decode_gate_up_stages(2880), 2);
+  EXPECT_LT(decode_gate_up_stages(4096), 2);  // mixtral, qwen3-235b: no decode path
+  for (int32_t hidden = 64; hidden <= 8192; hidden += 64) {
+    const int32_t stages = decode_gate_up_stages(hidden);
+    EXPECT_LE(int64_t{stages} * decode_gate_up_stage_bytes(hidden), kDecodeGateUpRingBytes)
+        << hidden;
+    EXPECT_LE(stages, kDecodeGateUpMaxStages) << hidden;
+    EXPECT_EQ(decode_gate_up_stage_bytes(hidden) % 16, 0) << hidden;  // bulk-copy alignment
+    EXPECT_GE(decode_gate_up_stage_bytes(hidden), kDecodeFeaturesPerUnit * hidden * 2) << hidden;
+  }
+}
+
 }  // namespace
 }  // namespace ramp

@@ -506,8 +506,8 @@ TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
 // The decode path (decode_layer.cuh) on every kind of batch it can meet, forced on where the
 // default would not take it: one and several tokens, wide experts (more rows than one mma's 8
 // token columns), few experts (GEMM2 K-sliced across warps), many experts (more w2 rows than the
-// shared-memory prefetch holds: the rest streamed from global), I = 64 (fewer K steps than
-// warps), E = 1 and 512, row strides.
+// shared-memory prefetch holds: the rest pulled into L2 or streamed from global), I = 64 (fewer
+// K steps than warps), E = 1 and 512, row strides, a 2-stage GEMM1 ring.
 cuda::CudaOptions decode_forced() {
   cuda::CudaOptions options;
   options.decode_max_tokens = 1 << 20;
@@ -525,6 +525,7 @@ const LayerCase kDecodeCases[] = {
     {"worst", 3, 256, 6, 320, 192},
     {"uniform", 4, 1, 1, 256, 128},       // one expert, 4 rows
     {"uniform", 6, 16, 4, 256, 128, 384, 320},  // row strides on hidden and out
+    {"uniform", 2, 16, 4, 2880, 256},     // gpt-oss-120b's H: a ring of only 2 stages
 };
 
 TEST(CudaLayer, DecodePathMatchesCpuReference) {
@@ -563,6 +564,8 @@ TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   EXPECT_TRUE(cuda::uses_decode_path(gpt_oss, 1, forced));
   EXPECT_TRUE(cuda::uses_decode_path(qwen3, kDecodeMaxSlots / 8, forced));
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, kDecodeMaxSlots / 8 + 1, forced));  // > 256 slots
+  // Two stages of 8 rows of H = 4096 do not fit GEMM1's ring.
+  EXPECT_FALSE(cuda::uses_decode_path(shape_of({"uniform", 1, 8, 2, 4096, 1024}), 1, forced));
   forced.forced_config = 5;
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, forced));
   forced = decode_forced();
