@@ -96,18 +96,19 @@ RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t fea
 }
 
 // Which batches the decode path takes by default. It saves fixed costs (~12 us per layer on the
-// H100: one routing prep, two kernel boundaries and the combine launch fewer) but streams the
-// weights at ~2.4-2.6 TB/s where the general path's TMA ring reaches ~2.7: it pays for small
-// experts at small T only. Measured on the H100 (session 8, layer time general / decode,
-// bench/results/h100-2026-11-22m-decode-variants.json): qwen3-30b-a3b (9 MiB of weights per
-// expert) T = 1 / 4 / 8: 1.32x / 1.04x / 0.98x; olmoe-1b-7b (12 MiB) 1.30x / 1.02x / 0.99x;
-// deepseek-v2-lite (17 MiB) 1.26x / 1.00x / 0.95x; qwen3-235b-a22b (36 MiB) T = 1: 0.98x;
-// gpt-oss-120b (47 MiB) 0.83x; mixtral-8x7b (336 MiB) 0.90x. With GEMM1's ring (session 9)
-// gpt-oss-120b forced is 0.99x / 0.94x / 0.91x at T = 1 / 2 / 4 (h100-2026-11-22n-ab-decode-*):
-// still the general path's.
-// Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 4 -> decode path;
+// H100: one routing prep, two kernel boundaries and the combine launch fewer) but its one CTA of
+// each kernel per SM streams large experts slower than the general path's GEMMs: it pays for
+// small experts at small T only. Measured on the H100, layer time general / decode:
+// - session 8 (bench/results/h100-2026-11-22m-decode-variants.json): qwen3-30b-a3b (9 MiB of
+//   weights per expert) T = 1 / 4 / 8: 1.32x / 1.04x / 0.98x; olmoe-1b-7b (12 MiB) 1.30x /
+//   1.02x / 0.99x; deepseek-v2-lite (17 MiB) 1.26x / 1.00x / 0.95x; qwen3-235b-a22b (36 MiB)
+//   T = 1: 0.98x; gpt-oss-120b (47 MiB) 0.83x; mixtral-8x7b (336 MiB) 0.90x.
+// - session 9, with GEMM1's ring (h100-2026-11-22n-ab-decode-rule-tokens.json, uniform /
+//   zipf1.0): T = 6 qwen3 1.03x / 1.06x, olmoe 1.04x / 1.09x, deepseek 1.01x / 1.04x; T = 8
+//   0.98-1.01x; T = 16 0.91-0.94x; gpt-oss-120b 0.85-0.93x at T = 4..16 (0.99x at T = 1).
+// Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 6 -> decode path;
 // gpt-oss-120b, T = 1: 47 MiB -> general path.
-inline constexpr int32_t kDecodeRuleMaxTokens = 4;
+inline constexpr int32_t kDecodeRuleMaxTokens = 6;
 inline constexpr int64_t kDecodeRuleMaxExpertWeightBytes = int64_t{24} << 20;
 RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t hidden,
                                                     int32_t intermediate) {

@@ -167,7 +167,8 @@ TEST(DecodePlan, RuleTakesSmallExpertsAtSmallBatches) {
   EXPECT_TRUE(decode_path_by_rule(2, 2048, 768));     // qwen3-30b-a3b: 9 MiB per expert
   EXPECT_FALSE(decode_path_by_rule(1, 2880, 2880));   // gpt-oss-120b: 47 MiB
   EXPECT_TRUE(decode_path_by_rule(4, 2048, 1408));    // deepseek-v2-lite: 16.5 MiB
-  EXPECT_FALSE(decode_path_by_rule(5, 2048, 768));
+  EXPECT_TRUE(decode_path_by_rule(6, 2048, 768));
+  EXPECT_FALSE(decode_path_by_rule(7, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(0, 2048, 768));
   EXPECT_TRUE(decode_path_by_rule(1, 4096, 1024));    // exactly 24 MiB
   EXPECT_FALSE(decode_path_by_rule(1, 4096, 1088));

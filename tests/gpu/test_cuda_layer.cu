@@ -545,7 +545,7 @@ TEST(CudaLayer, DecodePathMatchesCpuReference) {
   }
 }
 
-// Which batches take it: by default the measured rule (small experts, T <= 4), a forced
+// Which batches take it: by default the measured rule (small experts, T <= 6), a forced
 // token bound for any shape, never beyond kDecodeMaxSlots slots, and never when the options ask
 // for the general path's configs. Host logic only: runs without a device too.
 TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
