@@ -413,36 +413,40 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     }
     __syncwarp();
     const int32_t fitted = shared.prefetched_tasks;
-    // The rows that do not fit are pulled into L2 when all CTAs' together fit the budget
-    // (kDecodeL2RestMaxBytes), so that after the wait they come from there.
-    const int32_t slice_row_bytes = decode_step_slice(steps, slices, 0).end * kDecodeStepK * 2;
-    const int64_t rest = int64_t{tasks - fitted} * kDecodeWeightRows * slice_row_bytes * gridDim.x;
+    // Row `row` of task `task` in w2: its first element, its K steps and its bytes.
+    struct TaskRow {
+      const bf16* source;
+      int32_t steps;
+      uint32_t bytes;
+    };
+    auto task_row = [&](int32_t task, int32_t row) {
+      const StepRange range = decode_step_slice(steps, slices, task % slices);
+      const int32_t expert = routing.group_expert[task / slices];
+      return TaskRow{args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + row) * intermediate +
+                         range.begin * kDecodeStepK,
+                     range.end - range.begin,
+                     static_cast<uint32_t>((range.end - range.begin) * kDecodeStepK * 2)};
+    };
+    // The rows that do not fit are pulled into L2 when all CTAs' together (about: slices differ
+    // by at most a step) fit the budget (kDecodeL2RestMaxBytes), so that after the wait they
+    // come from there.
+    const int64_t rest =
+        int64_t{tasks - fitted} * kDecodeWeightRows * task_row(0, 0).bytes * gridDim.x;
     if (rest <= kDecodeL2RestMaxBytes) {
       const uint64_t policy = ptx::l2_policy_evict_last();
       for (int32_t i = fitted * kDecodeWeightRows + lane; i < tasks * kDecodeWeightRows; i += 32) {
-        const int32_t task = i / kDecodeWeightRows;
-        const int32_t row = i % kDecodeWeightRows;
-        const StepRange range = decode_step_slice(steps, slices, task % slices);
-        const int32_t expert = routing.group_expert[task / slices];
-        ptx::bulk_prefetch_global_to_l2(
-            args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + row) * intermediate +
-                range.begin * kDecodeStepK,
-            static_cast<uint32_t>((range.end - range.begin) * kDecodeStepK * 2), policy);
+        const TaskRow rest_row = task_row(i / kDecodeWeightRows, i % kDecodeWeightRows);
+        ptx::bulk_prefetch_global_to_l2(rest_row.source, rest_row.bytes, policy);
       }
     }
     for (int32_t i = lane; i < fitted * kDecodeWeightRows; i += 32) {
       const int32_t task = i / kDecodeWeightRows;
       const int32_t row = i % kDecodeWeightRows;
-      const StepRange range = decode_step_slice(steps, slices, task % slices);
-      const int32_t expert = routing.group_expert[task / slices];
-      const bf16* source = args.w2 +
-                           (static_cast<int64_t>(expert) * hidden + row0 + row) * intermediate +
-                           range.begin * kDecodeStepK;
-      const int32_t row_bytes = decode_prefetch_row_bytes(range.end - range.begin);
+      const TaskRow copy = task_row(task, row);
+      const int32_t row_bytes = decode_prefetch_row_bytes(copy.steps);
       ptx::bulk_load_global_to_shared(
-          ptx::smem_address(prefetch + shared.task_offset[task] + row * row_bytes), source,
-          static_cast<uint32_t>((range.end - range.begin) * kDecodeStepK * 2),
-          ptx::smem_address(&shared.weights_ready));
+          ptx::smem_address(prefetch + shared.task_offset[task] + row * row_bytes), copy.source,
+          copy.bytes, ptx::smem_address(&shared.weights_ready));
     }
   }
   __syncthreads();
