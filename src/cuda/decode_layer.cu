@@ -597,8 +597,9 @@ DecodeDeviceLimits decode_device_limits() {
 
 // down_combine's prefetch: what an SM has left beside one gate_up CTA with its ring, capped by
 // what the most active down_combine CTA could use (every slot its own expert, one slice each).
-// Example (H100, qwen3-30b-a3b T = 1): 233472 - (gate_up ~8.6 KB static + 99840 ring + 1 KB) -
-// (down ~17 KB static + 1 KB) ~ 106 KB, of the 8 x 16 x 1600 = 200 KB its 8 experts' rows take.
+// Example (H100, qwen3-30b-a3b T = 1, static sizes of the nvcc 13.0 build): 233472 - (11520
+// static + 99840 ring + 1024) - (17536 static + 1024) = 102528 bytes: 4 of its 8 experts' tasks
+// of 16 x 1600 = 25600 bytes (128 bytes to spare; with 3 the layer is ~3% slower at T = 1).
 int32_t decode_prefetch_bytes(const DecodeDeviceLimits& limits, const DecodeLayerArgs& args,
                               int64_t ring_bytes) {
   const int64_t most_groups = std::min(args.num_tokens * args.top_k, args.num_experts);
