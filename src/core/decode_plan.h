@@ -54,6 +54,43 @@ RAMP_HOST_DEVICE inline int32_t decode_sorted_position(const int32_t* ids, int32
   return position;
 }
 
+// Expert groups straight from the ids, before any sort: group g of decode_sorted_position's
+// order is expert group_expert[g], the g-th smallest distinct valid id. gate_up's producer warp
+// uses these to start its first unit's copies at once when all slots fit one warp
+// (kDecodeEarlyStartSlots). `id_of(m)` / `opens_of(m)` return slot m's id / opens-group flag;
+// both functions call them for m = 0 .. num_slots - 1 in order whatever the slot, so the kernel
+// can pass warp shuffles. O(S) per slot.
+// Example: ids {5, 2, 5, 9, 2}, E = 8: slots 0 and 1 open groups (5, 2; slot 2 repeats 5, slot 3
+// is invalid, slot 4 repeats 2); ranks: slot 0 -> 1, slot 1 -> 0, so group_expert = {2, 5}.
+inline constexpr int32_t kDecodeEarlyStartSlots = 32;
+
+// True when `slot` holds a valid id that no earlier slot holds.
+template <class IdOf>
+RAMP_HOST_DEVICE inline bool decode_opens_group(const IdOf& id_of, int32_t num_slots,
+                                                int32_t num_experts, int32_t slot) {
+  const int32_t mine = id_of(slot);
+  bool opens = static_cast<uint32_t>(mine) < static_cast<uint32_t>(num_experts);
+  for (int32_t other = 0; other < num_slots; ++other) {
+    const int32_t id = id_of(other);
+    opens = opens && !(other < slot && id == mine);
+  }
+  return opens;
+}
+
+// The group a group-opening `slot` opens: how many smaller valid ids open groups.
+template <class IdOf, class OpensOf>
+RAMP_HOST_DEVICE inline int32_t decode_group_of_opener(const IdOf& id_of, const OpensOf& opens_of,
+                                                       int32_t num_slots, int32_t slot) {
+  const int32_t mine = id_of(slot);
+  int32_t rank = 0;
+  for (int32_t other = 0; other < num_slots; ++other) {
+    const int32_t id = id_of(other);
+    const bool opens = opens_of(other);
+    rank += opens && id < mine ? 1 : 0;
+  }
+  return rank;
+}
+
 // Where a lane's share of a 32-wide K step starts: lane l = 4 g + t loads 8 consecutive
 // elements (16 bytes) of its weight rows g and g + 8 and of its token column g at k = 8 t.
 RAMP_HOST_DEVICE constexpr int32_t decode_lane_k_offset(int32_t lane) { return 8 * (lane % 4); }

@@ -227,44 +227,74 @@ struct GateUpShared {
   uint64_t empty[kDecodeGateUpMaxStages];  // every consumer thread has read the stage
 };
 
-// The producer warp: for each of this CTA's units, its 8 gate rows into one stage and its 8 up
+// The producer warp's copies of one unit: its 8 gate rows into the stage at `at` and its 8 up
 // rows into the next, one bulk copy per row (lane r copies row r).
-__device__ void gate_up_produce(GateUpShared& shared, const DecodeLayerArgs& args, uint32_t ring,
-                                int32_t stages) {
+__device__ void gate_up_issue_unit(GateUpShared& shared, const DecodeLayerArgs& args,
+                                   uint32_t ring, int32_t stages, RingPosition& at, int32_t expert,
+                                   int32_t feature_block) {
   const int lane = threadIdx.x % 32;
   const int32_t hidden = args.hidden;
   const int32_t intermediate = args.intermediate;
-  const int32_t feature_blocks = intermediate / kDecodeFeaturesPerUnit;
-  const int32_t units = shared.routing.num_groups * feature_blocks;
   const uint32_t row_bytes =
       static_cast<uint32_t>(decode_prefetch_row_bytes(hidden / kDecodeStepK));
   const uint32_t stage_bytes = static_cast<uint32_t>(decode_gate_up_stage_bytes(hidden));
   const uint32_t copy_bytes = static_cast<uint32_t>(hidden) * 2;
-  RingPosition at;
-  for (int32_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
-    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
-    const int32_t expert = shared.routing.group_expert[work.group];
-    for (int32_t half = 0; half < 2; ++half) {  // gate rows, then up rows
-      // Each copying lane sees the stage free itself (and, being counted by the stage's next
-      // full barrier through its copy, cannot be lapped while it waits).
-      if (lane < kDecodeFeaturesPerUnit && at.round > 0) {
-        ptx::mbarrier_wait_parity(&shared.empty[at.stage], (at.round - 1) & 1);
-      }
-      if (lane == 0) {
-        ptx::mbarrier_arrive_expect_tx(&shared.full[at.stage], kDecodeFeaturesPerUnit * copy_bytes);
-      }
-      __syncwarp();
-      if (lane < kDecodeFeaturesPerUnit) {
-        const int64_t row = static_cast<int64_t>(expert) * 2 * intermediate + half * intermediate +
-                            work.feature_block * kDecodeFeaturesPerUnit + lane;
-        // Read once: evict-first keeps L2 for down_combine's w2 rows pulled in beside it.
-        ptx::bulk_load_global_to_shared_hinted(ring + at.stage * stage_bytes + lane * row_bytes,
-                                               args.w13 + row * hidden, copy_bytes,
-                                               ptx::smem_address(&shared.full[at.stage]),
-                                               ptx::l2_policy_evict_first());
-      }
-      at.advance(stages);
+  for (int32_t half = 0; half < 2; ++half) {  // gate rows, then up rows
+    // Each copying lane sees the stage free itself (and, being counted by the stage's next full
+    // barrier through its copy, cannot be lapped while it waits).
+    if (lane < kDecodeFeaturesPerUnit && at.round > 0) {
+      ptx::mbarrier_wait_parity(&shared.empty[at.stage], (at.round - 1) & 1);
     }
+    if (lane == 0) {
+      ptx::mbarrier_arrive_expect_tx(&shared.full[at.stage], kDecodeFeaturesPerUnit * copy_bytes);
+    }
+    __syncwarp();
+    if (lane < kDecodeFeaturesPerUnit) {
+      const int64_t row = static_cast<int64_t>(expert) * 2 * intermediate + half * intermediate +
+                          feature_block * kDecodeFeaturesPerUnit + lane;
+      // Read once: evict-first keeps L2 for down_combine's w2 rows pulled in beside it.
+      ptx::bulk_load_global_to_shared_hinted(ring + at.stage * stage_bytes + lane * row_bytes,
+                                             args.w13 + row * hidden, copy_bytes,
+                                             ptx::smem_address(&shared.full[at.stage]),
+                                             ptx::l2_policy_evict_first());
+    }
+    at.advance(stages);
+  }
+}
+
+// The producer warp, before the CTA has sorted the routing: when every slot fits the warp, it
+// finds its first unit's expert from the ids alone (decode_opens_group) and issues that unit.
+// Returns the units issued (0 or 1).
+__device__ int32_t gate_up_issue_first_unit(GateUpShared& shared, const DecodeLayerArgs& args,
+                                            uint32_t ring, int32_t stages, RingPosition& at) {
+  const int lane = threadIdx.x % 32;
+  const int32_t num_slots = args.num_tokens * args.top_k;
+  if (num_slots > kDecodeEarlyStartSlots) return 0;
+  const int32_t id = lane < num_slots ? __ldg(args.topk_ids + lane) : -1;
+  auto id_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, id, m); };
+  // Every lane runs both functions (their shuffles need the whole warp); lanes past the slots
+  // hold -1, which opens nothing.
+  const bool opens = decode_opens_group(id_of, num_slots, args.num_experts, lane);
+  auto opens_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, opens ? 1 : 0, m) != 0; };
+  const int32_t group = decode_group_of_opener(id_of, opens_of, num_slots, lane);
+  const DecodeUnit work =
+      decode_gate_up_unit(blockIdx.x, args.intermediate / kDecodeFeaturesPerUnit);
+  const uint32_t opener = __ballot_sync(0xffffffffu, opens && group == work.group);
+  if (opener == 0) return 0;  // fewer groups than this CTA's first unit needs
+  const int32_t expert = __shfl_sync(0xffffffffu, id, __ffs(opener) - 1);
+  gate_up_issue_unit(shared, args, ring, stages, at, expert, work.feature_block);
+  return 1;
+}
+
+// The producer warp, once the routing is sorted: the CTA's units from `first_unit` on.
+__device__ void gate_up_produce(GateUpShared& shared, const DecodeLayerArgs& args, uint32_t ring,
+                                int32_t stages, int32_t first_unit, RingPosition at) {
+  const int32_t feature_blocks = args.intermediate / kDecodeFeaturesPerUnit;
+  const int32_t units = shared.routing.num_groups * feature_blocks;
+  for (int32_t unit = first_unit; unit < units; unit += gridDim.x) {
+    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
+    gate_up_issue_unit(shared, args, ring, stages, at, shared.routing.group_expert[work.group],
+                       work.feature_block);
   }
 }
 
@@ -273,23 +303,30 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
   __shared__ GateUpShared shared;
   extern __shared__ __align__(128) unsigned char ring_memory[];
   DecodeRouting& routing = shared.routing;
-  if (threadIdx.x == 0) {
+  const uint32_t ring = ptx::smem_address(ring_memory);
+  const int warp = threadIdx.x / 32;
+  const bool producer = warp == kGateUpProducerWarp;
+  // The producer warp initialises the barriers it uses before build_routing's barriers; the
+  // consumers first touch them after.
+  if (producer && threadIdx.x % 32 == 0) {
     for (int32_t s = 0; s < stages; ++s) {
       ptx::mbarrier_init(&shared.full[s], 1);
       ptx::mbarrier_init(&shared.empty[s], kGateUpConsumerThreads);  // every consumer reads it
     }
     ptx::fence_mbarrier_init();
   }
+  __syncwarp();
   // topk_ids may come from the kernel before this one: wait, then let down_combine start (it
   // reads inputs early, which is safe once this wait has returned).
   ptx::wait_for_previous_grid();
   ptx::allow_next_grid_launch();
+  RingPosition produced;
+  const int32_t early_units =
+      producer ? gate_up_issue_first_unit(shared, args, ring, stages, produced) : 0;
   build_routing(routing, args, blockIdx.x == 0);  // its barriers also publish the mbarriers
 
-  const uint32_t ring = ptx::smem_address(ring_memory);
-  const int warp = threadIdx.x / 32;
-  if (warp == kGateUpProducerWarp) {
-    gate_up_produce(shared, args, ring, stages);
+  if (producer) {
+    gate_up_produce(shared, args, ring, stages, blockIdx.x + early_units * gridDim.x, produced);
     return;  // the consumers wait for every copy it issued
   }
 

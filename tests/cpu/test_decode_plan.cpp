@@ -61,6 +61,53 @@ TEST(DecodePlan, SortedPositionsEqualThePlannersStableSort) {
   }
 }
 
+// gate_up's early start names group g's expert from the ids alone: it must be the expert of the
+// g-th group in decode_sorted_position's order, and every distinct valid id opens exactly one
+// group (at its first slot), bad ids none.
+TEST(DecodePlan, GroupOpenersNameTheSortedGroups) {
+  const std::vector<int32_t> example = {5, 2, 5, 9, 2};
+  auto example_id = [&](int32_t m) { return example[m]; };
+  const bool want_opens[] = {true, true, false, false, false};
+  for (int32_t slot = 0; slot < 5; ++slot) {
+    EXPECT_EQ(decode_opens_group(example_id, 5, 8, slot), want_opens[slot]) << slot;
+  }
+  auto example_opens = [&](int32_t m) { return decode_opens_group(example_id, 5, 8, m); };
+  EXPECT_EQ(decode_group_of_opener(example_id, example_opens, 5, 0), 1);
+  EXPECT_EQ(decode_group_of_opener(example_id, example_opens, 5, 1), 0);
+
+  std::mt19937 rng(23);
+  for (const auto& [num_slots, num_experts] : std::vector<std::pair<int32_t, int32_t>>{
+           {1, 128}, {8, 128}, {6, 64}, {32, 8}, {32, 512}, {16, 1}, {24, 16}}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      // Mostly valid ids, some out of range on either side.
+      std::uniform_int_distribution<int32_t> id(-2, num_experts + 1);
+      std::vector<int32_t> ids(num_slots);
+      for (auto& value : ids) value = id(rng);
+      auto id_of = [&](int32_t m) { return ids[m]; };
+      auto opens_of = [&](int32_t m) {
+        return decode_opens_group(id_of, num_slots, num_experts, m);
+      };
+      // The groups in decode_sorted_position's order: the sorted slots' experts, deduplicated.
+      std::vector<int32_t> group_expert;
+      for (const int32_t slot : sorted_by_decode_positions(ids, num_experts)) {
+        if (group_expert.empty() || group_expert.back() != ids[slot]) {
+          group_expert.push_back(ids[slot]);
+        }
+      }
+      std::vector<int32_t> named(group_expert.size(), -1);
+      for (int32_t slot = 0; slot < num_slots; ++slot) {
+        if (!opens_of(slot)) continue;
+        const int32_t group = decode_group_of_opener(id_of, opens_of, num_slots, slot);
+        ASSERT_GE(group, 0);
+        ASSERT_LT(group, static_cast<int32_t>(named.size()));
+        EXPECT_EQ(named[group], -1) << "two openers of group " << group;
+        named[group] = ids[slot];
+      }
+      EXPECT_EQ(named, group_expert) << "S=" << num_slots << " E=" << num_experts;
+    }
+  }
+}
+
 // Ids outside [0, E) take part in nothing; the rest keep (expert, slot) order.
 TEST(DecodePlan, BadIdsAreLeftOut) {
   const std::vector<int32_t> ids = {3, -1, 0, 7, 3, 1 << 30, 0, 8};
