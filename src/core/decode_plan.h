@@ -155,15 +155,13 @@ RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t 
 
 // GEMM1's weight ring (shared memory, filled by bulk copies from a producer warp): a stage holds
 // 8 rows of w13 over the whole of K -- a unit's gate rows or its up rows -- each padded as
-// decode_prefetch_row_bytes says. The ring lets each CTA keep its weight stream going while its
-// warps multiply and reduce the previous unit: with loads in registers (session 8) the 8 warps of
-// a CTA issued one unit's loads together and waited for the slowest before the next, so the
-// whole GPU streamed in lockstep rounds with a gap between them (64% of DRAM peak).
+// decode_prefetch_row_bytes says. Alone the ring streams no faster than session 8's loads into
+// registers (ncu, qwen3-30b-a3b T = 1: 60% vs 64% of DRAM peak); what it buys is one CTA of 8
+// warps per SM, so that a down_combine CTA fits beside it (decode_layer.cu says why that pays).
 // The ring takes kDecodeGateUpRingBytes; the rest of the SM's shared memory goes to GEMM2's
-// prefetch, whose CTAs run beside GEMM1's (one CTA of each per SM). Measured on the H100
-// (session 9, layer time, qwen3-30b-a3b / olmoe-1b-7b / deepseek-v2-lite at T = 1..4): 3 stages
-// (100 KB) beat 2 (68 KB: 0.96x, GEMM1 streams worse) and 4 (134 KB: 0.93x, GEMM2 prefetches
-// less).
+// prefetch. Measured on the H100 (session 9, layer time, qwen3-30b-a3b / olmoe-1b-7b /
+// deepseek-v2-lite at T = 1..4): 3 stages (100 KB) beat 2 (68 KB: 0.96x, GEMM1 streams worse);
+// 4 (134 KB) was 0.93x in an earlier version (less room for GEMM2's prefetch).
 // Example: H = 2048 -> rows of 64 steps: 4096 + 64 = 4160 bytes, stage 33280 bytes, 3 stages in
 // 100 KB; H = 7168 -> stage 115200 bytes: not even 2 stages fit, no decode path.
 inline constexpr int32_t kDecodeGateUpRingBytes = 100 * 1024;
@@ -172,7 +170,7 @@ inline constexpr int32_t kDecodeGateUpMaxStages = 8;
 // GEMM2's w2 rows that its shared-memory prefetch cannot hold are pulled into L2 (evict-last,
 // while GEMM1's w13 copies are marked evict-first) when all CTAs' rest together stay within
 // this many bytes. Measured on the H100 (session 9, T = 1, rest over all CTAs): qwen3-30b-a3b
-// (12.4 MB) 1.03x faster with it; olmoe-1b-7b (21 MB) and deepseek-v2-lite (23 MB) 0.96x
+// (12.6 MB) 1.03x faster with it; olmoe-1b-7b (21 MB) and deepseek-v2-lite (23 MB) 0.96x
 // slower, so the bound sits between.
 // Example: qwen3-30b-a3b T = 1, 8 experts, 4 of them prefetched into shared memory: 128 CTAs x 4
 // tasks x 16 rows x 1536 bytes = 12.6 MB <= 16 MiB; olmoe-1b-7b: 128 x 5 x 16 x 2048 = 21 MB.
