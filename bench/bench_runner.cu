@@ -18,6 +18,7 @@
 #include "bench/device_utils.h"
 #include "bench/timing.h"
 #include "bench/torch_peer_link.h"
+#include "bench/verify_sample.h"
 #include "core/json.h"
 #include "cpu/reference.h"
 #include "cuda/cuda_backend.h"
@@ -66,24 +67,6 @@ struct CaseResult {
   Measurement cublas_dense;
   Measurement torch;
 };
-
-// Tokens the fp64 reference checks: all when T is small; else the first half of the budget
-// (where `worst` puts its one-token experts) and the rest spread evenly up to the last token.
-std::vector<int32_t> sample_tokens(int32_t num_tokens, int32_t budget) {
-  std::vector<int32_t> tokens;
-  if (num_tokens <= budget) {
-    for (int32_t t = 0; t < num_tokens; ++t) tokens.push_back(t);
-    return tokens;
-  }
-  const int32_t head = budget / 2;
-  for (int32_t t = 0; t < head; ++t) tokens.push_back(t);
-  const int32_t tail = budget - head;
-  for (int32_t i = 0; i < tail; ++i) {
-    const int64_t t = head + (static_cast<int64_t>(num_tokens - 1 - head) * (i + 1)) / tail;
-    if (t > tokens.back()) tokens.push_back(static_cast<int32_t>(t));
-  }
-  return tokens;
-}
 
 std::string utc_now(const char* format) {
   const std::time_t now = std::time(nullptr);
@@ -245,7 +228,8 @@ Status verify_gemm_output(Context& ctx, ModelWeights& weights, const CaseResult&
                           RowOf row_of, Measurement* m) {
   const CaseSpec& spec = result.spec;
   const int32_t k = spec.shape.top_k, N = spec.shape.intermediate, K = spec.shape.hidden;
-  const std::vector<int32_t> tokens = sample_tokens(spec.num_tokens, ctx.options->verify_tokens);
+  const std::vector<int32_t> tokens =
+      verify_sample_tokens(spec.num_tokens, ctx.options->verify_tokens);
   const int32_t n = static_cast<int32_t>(tokens.size());
   std::vector<bf16> x_sub(static_cast<size_t>(n) * K);
   std::vector<int32_t> ids_sub(static_cast<size_t>(n) * k);
@@ -448,7 +432,8 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   RAMP_TRY(download(out, T * H, &out_host));
   RAMP_TRY(download(hidden, T * H, &hidden_host));
 
-  const std::vector<int32_t> tokens = sample_tokens(spec.num_tokens, ctx.options->verify_tokens);
+  const std::vector<int32_t> tokens =
+      verify_sample_tokens(spec.num_tokens, ctx.options->verify_tokens);
   const int32_t n = static_cast<int32_t>(tokens.size());
   std::vector<bf16> hidden_sub(static_cast<size_t>(n) * H), got(static_cast<size_t>(n) * H);
   std::vector<int32_t> ids_sub(static_cast<size_t>(n) * k);
