@@ -261,13 +261,14 @@ TEST(CudaLayer, L2GroupVariantChangesNothing) {
   EXPECT_EQ(problem.run(nullptr, bad).code(), ErrorCode::kInvalidArgument);
 }
 
-TEST(CudaLayer, BitwiseDeterministic) {
-  RAMP_SKIP_WITHOUT_DEVICE();
-  LayerProblem problem({"zipf1.0", 500, 64, 8, 512, 256}, 300);
+// Three runs on the same inputs, the output poisoned before each: bitwise the same output.
+// `label` names the case in failure messages.
+void expect_runs_bitwise_equal(LayerProblem& problem, const cuda::CudaOptions& options,
+                               const std::string& label) {
   std::vector<bf16> first;
   for (int run = 0; run < 3; ++run) {
     problem.poison_output();
-    ASSERT_TRUE(problem.run(nullptr).is_ok());
+    ASSERT_TRUE(problem.run(nullptr, options).is_ok()) << label;
     RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
     const std::vector<bf16> out = problem.output();
     if (run == 0) {
@@ -275,8 +276,14 @@ TEST(CudaLayer, BitwiseDeterministic) {
       continue;
     }
     ASSERT_EQ(std::memcmp(first.data(), out.data(), sizeof(bf16) * out.size()), 0)
-        << "run " << run << " differs from run 0";
+        << label << "run " << run << " differs from run 0";
   }
+}
+
+TEST(CudaLayer, BitwiseDeterministic) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  LayerProblem problem({"zipf1.0", 500, 64, 8, 512, 256}, 300);
+  ASSERT_NO_FATAL_FAILURE(expect_runs_bitwise_equal(problem, {}, ""));
 }
 
 // One layer launch captured on `stream` into an instantiated graph, as an engine captures it.
@@ -581,19 +588,8 @@ TEST(CudaLayer, DecodePathIsBitwiseDeterministic) {
   for (const LayerCase& c : {LayerCase{"zipf1.5", 8, 64, 8, 512, 256},
                              LayerCase{"uniform", 1, 8, 2, 1024, 1024}}) {
     LayerProblem problem(c, 1100);
-    std::vector<bf16> first;
-    for (int run = 0; run < 3; ++run) {
-      problem.poison_output();
-      ASSERT_TRUE(problem.run(nullptr, decode_forced()).is_ok());
-      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
-      const std::vector<bf16> out = problem.output();
-      if (run == 0) {
-        first = out;
-        continue;
-      }
-      ASSERT_EQ(std::memcmp(first.data(), out.data(), sizeof(bf16) * out.size()), 0)
-          << describe(c) << ": run " << run << " differs from run 0";
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        expect_runs_bitwise_equal(problem, decode_forced(), describe(c) + ": "));
   }
 }
 
