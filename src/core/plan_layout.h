@@ -35,7 +35,9 @@ struct alignas(16) TaskMapHeader {
   int32_t num_tasks;    // non-empty tasks (M in the paper)
   int32_t total_tiles;  // TilePrefix[num_tasks - 1], 0 when no task
   int32_t num_chunks;   // ceil(num_tasks / 32): entries of chunk_last in use
-  int32_t reserved;
+  // The GEMM kernel's tile counter: CTAs take tiles in order by incrementing it. Whoever writes
+  // the plan writes 0, and the kernel's last taker resets it to 0, so it is 0 between launches.
+  int32_t next_tile;
 };
 
 // One non-empty task: an expert's GEMM under one tile config. Its rows are the sorted slot

@@ -25,16 +25,11 @@ namespace ramp::cuda::detail {
 
 inline constexpr int kThreadsPerWarpgroup = 128;
 
-// CTAs run in clusters of two (pairs of consecutive tiles). With kMulticastWeights, a pair whose
-// two tiles share one weight tile (consecutive token blocks of a 128x256 task) multicasts it:
-// each CTA loads half the rows for both, cutting a stage's L2->SM traffic from 48 to 32 KB.
-// Other pairs (and all pairs while it is off) run their tiles independently.
+// CTAs launch in clusters of two. Nothing crosses a pair now (tiles are taken one at a time,
+// static_batching_schedule.cuh); the pair launch was measured slightly faster than single CTAs
+// when pairs took consecutive tiles (dev/kernel_notes.md, v3) and was kept as it is. Multicasting
+// a pair's shared weight tile lost three times (v3, session 7, session 10) and was removed.
 inline constexpr int kClusterSize = 2;
-
-// Measured on seed004 (dev/kernel_notes.md, v3): multicasting the weight tile of a pair did not
-// pay (0.983 ms vs 0.946 ms without: the pair's lockstep costs more than the L2 traffic saved),
-// so it is compiled but off. The pairing, handoff and per-mode release stay correct either way.
-inline constexpr bool kMulticastWeights = false;
 
 // Token rows: 16-byte cp.async gather (default), or one TMA copy per gathered row
 // (RAMP_SB_TOKEN_ROWS_BY_TMA: box 64 k x 1 row; the 128-byte swizzle follows the destination
@@ -46,6 +41,9 @@ inline constexpr bool kTokenRowsByTma = true;
 #else
 inline constexpr bool kTokenRowsByTma = false;
 #endif
+
+// Tiles a CTA's producer may take ahead of its slowest warp (static_batching_schedule.cuh).
+inline constexpr int kTileQueueDepth = 4;
 
 inline constexpr int kKTile = 64;             // bf16 elements per 128-byte swizzled row
 inline constexpr int kRowBytes = kKTile * 2;  // one smem row of a stage
@@ -109,9 +107,6 @@ struct ConfigTraits {
   static constexpr int kSplitK = kTile.split_k;
   static constexpr int kWarpgroups = kTile.consumer_warpgroups;
   static constexpr int kWeightMap = weight_map_index(kFeatureTile);
-  // Multicast halves are 128 weight rows: the feature_tile 128 map's box.
-  static constexpr bool kMulticast = !kSwapped && kFeatureTile == 256;
-  static constexpr int kMulticastMap = weight_map_index(kFeatureTile / kClusterSize);
 
   // Each consumer warpgroup owns 64 or 128 rows of the MMA's M side, issued as 64-row blocks.
   static constexpr int kRowsPerWarpgroup = dispatch::mma_m_per_warpgroup(kTile);
@@ -221,22 +216,23 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
       max_of({ConfigTraits<kIndices>::kTokenTile * ConfigTraits<kIndices>::kFeatureTile...});
 
   // Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, the
-  // full/empty barriers, the pair hand-off barrier, then one word per consumer warpgroup that
-  // broadcasts a split-K arrival's verdict. The base must be 1024-byte aligned; the kernel
-  // declares it so and traps if the runtime ever hands out less.
+  // full/empty barriers, one word per consumer warpgroup that broadcasts a split-K arrival's
+  // verdict, then the tile queue (slots, full and empty barriers). The base must be 1024-byte
+  // aligned; the kernel declares it so and traps if the runtime ever hands out less.
   static constexpr int kRing = 0;
   static constexpr int kStaging = kRingBytes;
   static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
   static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
-  static constexpr int kHandoffBarrier = kEmptyBarriers + 8 * kMaxStages;
-  static constexpr int kSplitVerdicts = kHandoffBarrier + 8;
-  static constexpr int kAllocationBytes = kSplitVerdicts + 8;
+  static constexpr int kSplitVerdicts = kEmptyBarriers + 8 * kMaxStages;
+  static constexpr int kTileQueueSlots = kSplitVerdicts + 8;
+  static constexpr int kTileQueueFull = kTileQueueSlots + 4 * kTileQueueDepth;
+  static constexpr int kTileQueueEmpty = kTileQueueFull + 8 * kTileQueueDepth;
+  static constexpr int kAllocationBytes = kTileQueueEmpty + 8 * kTileQueueDepth;
+  static constexpr uint32_t kWarps = kThreads / 32;
 
-  // Empty barrier: every consumer warp of both CTAs of the pair, once its wgmma reads of the
-  // stage are done (a multicast stage is written into both CTAs, so both must have released
-  // it). Outside multicast a warp arrives twice on its own CTA's barrier instead.
+  // Empty barrier: every consumer warp, once its wgmma reads of the stage are done.
   static constexpr uint32_t kConsumerWarps = kConsumerWarpgroups * 4;
-  static constexpr uint32_t kEmptyBarrierArrivals = kConsumerWarps * kClusterSize;
+  static constexpr uint32_t kEmptyBarrierArrivals = kConsumerWarps;
 
   // Registers. Two consumer warpgroups: the CTA is launched with kLaunchRegisters per thread
   // (the __launch_bounds__(384, 1) cap); setmaxnreg only moves registers inside that
@@ -257,6 +253,9 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
   static_assert(kStaging % kSwizzleAtomBytes == 0,
                 "bulk copies need 16-byte aligned rows; swizzled store boxes 1024-byte ones");
   static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
+  static_assert(kAllocationBytes - kStaging - kConsumerWarpgroups * kStagingBytesPerWarpgroup ==
+                    dispatch::kBarrierBytesPerStage * kMaxStages + dispatch::kSchedulerSharedBytes,
+                "the catalog's fixed shared memory must be what the kernel lays out");
   static_assert(kAllocationBytes <= dispatch::kMaxSharedBytesPerBlock,
                 "over Hopper's per-block shared memory");
   static_assert(kMaxStages <= dispatch::kCatalogMaxStages,
@@ -283,17 +282,13 @@ using BuiltinGroup1Set =
 // barriers do not: slot s always uses full[s] / empty[s].
 class StageBarriers {
  public:
-  __device__ StageBarriers(uint64_t* full, uint64_t* empty, uint64_t* handoff)
-      : full_(full), empty_(empty), handoff_(handoff) {}
+  __device__ StageBarriers(uint64_t* full, uint64_t* empty) : full_(full), empty_(empty) {}
   __device__ uint64_t* full(int stage) const { return full_ + stage; }
   __device__ uint64_t* empty(int stage) const { return empty_ + stage; }
-  // The pair's producers meet here before a stretch of multicast tiles (see PairHandoff).
-  __device__ uint64_t* handoff() const { return handoff_; }
 
  private:
   uint64_t* full_;
   uint64_t* empty_;
-  uint64_t* handoff_;
 };
 
 // Producer side of the ring. Parities are kept per slot (not one phase per lap) because a
@@ -353,15 +348,6 @@ template <class Set, class F>
 __device__ __forceinline__ void dispatch_config(int position, F&& f) {
   dispatch_config_impl(position, static_cast<F&&>(f), Set{},
                        std::make_index_sequence<Set::kSize>{});
-}
-
-template <class Set>
-__device__ __forceinline__ bool config_multicasts(int position) {
-  bool multicast = false;
-  dispatch_config<Set>(position, [&](auto config) {
-    multicast = ConfigTraits<decltype(config)::value>::kMulticast;
-  });
-  return multicast;
 }
 
 }  // namespace ramp::cuda::detail

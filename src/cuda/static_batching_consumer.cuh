@@ -9,7 +9,6 @@
 #pragma once
 
 #include "cuda/ptx/bulk_copy.h"
-#include "cuda/ptx/cluster.h"
 #include "cuda/ptx/fence.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/wgmma.h"
@@ -24,7 +23,7 @@ template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t* ring,
                                              const StageBarriers& barriers,
                                              ConsumerCursor& cursor, const TaskOfTile& work,
-                                             bool multicast, uint8_t* staging, int consumer_wg,
+                                             uint8_t* staging, int consumer_wg,
                                              volatile int32_t* split_verdict) {
   using Traits = ConfigTraits<kConfig>;
   using Mma = ptx::Wgmma<Traits::kMmaN>;
@@ -33,18 +32,9 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
   const TileExtent extent = tile_extent<kConfig>(params, work);
   const bool lane_leader = (threadIdx.x & 31) == 0;
   const uint32_t ring_base = ptx::smem_address(ring);
-  const uint32_t peer = ptx::cluster_cta_rank() ^ 1;
-  // A multicast stage was written into both CTAs: release it in both. Otherwise count twice
-  // here (the barrier expects the pair's arrivals).
+  // One arrival per consumer warp once its wgmma reads of the stage are done.
   auto release = [&](int stage) {
-    if (!lane_leader) return;
-    if (multicast) {
-      ptx::mbarrier_arrive(barriers.empty(stage));
-      ptx::mbarrier_arrive_cluster(
-          ptx::map_shared_to_rank(ptx::smem_address(barriers.empty(stage)), peer));
-    } else {
-      ptx::mbarrier_arrive_count(barriers.empty(stage), kClusterSize);
-    }
+    if (lane_leader) ptx::mbarrier_arrive(barriers.empty(stage));
   };
 
   // The epilogue's row weights and destinations, requested now so that their dependent loads
@@ -140,17 +130,17 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
 template <class Set, GemmEpilogue kEpilogue>
 __device__ void consumer_loop(const KernelParams& params, uint8_t* ring,
                               const StageBarriers& barriers, uint8_t* staging,
-                              int consumer_wg, volatile int32_t* split_verdict) {
-  const uint32_t rank = ptx::cluster_cta_rank();
+                              int consumer_wg, volatile int32_t* split_verdict,
+                              const TileQueue& queue) {
   ConsumerCursor cursor;
-  TileScheduler<Set> schedule(params, rank);
+  TileScheduler<Set> schedule(params, queue);
   ScheduleStep step;
   while (schedule.next(step)) {
     // Mirrors the producer's drain: the ring starts again at slot 0.
     if (step.restart) cursor.restart();
     dispatch_config<Set>(step.work.task.config, [&](auto config) {
       consume_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work,
-                                                       step.multicast, staging, consumer_wg,
+                                                       staging, consumer_wg,
                                                        split_verdict);
     });
   }

@@ -3,10 +3,10 @@
 // generated catalog parts); the host-side launcher (static_batching.cu) only sees the
 // SetLaunchers table of static_batching_instances.h.
 //
-// One persistent launch of CTA pairs (clusters of 2): pair c loops over units c, c + pairs, ...,
-// unit u being tiles 2u and 2u+1; each tile's task selects its tile config (a switch over the
-// set). Warpgroup 0 loads, the consumer warpgroups multiply and store; they meet only at the
-// stage ring's mbarriers.
+// One persistent launch (launched in clusters of 2, see kClusterSize): each CTA takes tiles in
+// order from a launch-wide counter (static_batching_schedule.cuh); each tile's task selects its
+// tile config (a switch over the set). Warpgroup 0 loads, the consumer warpgroups multiply and
+// store; they meet only at the stage ring's and the tile queue's mbarriers.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,7 +15,6 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
-#include "cuda/ptx/cluster.h"
 #include "cuda/ptx/grid_dependency.h"
 #include "cuda/ptx/setmaxnreg.h"
 #include "cuda/static_batching_common.cuh"
@@ -33,20 +32,23 @@ __global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(LaunchTra
   if ((ptx::smem_address(shared) & (kSwizzleAtomBytes - 1)) != 0) __trap();
   uint8_t* ring = shared + Launch::kRing;
   const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + Launch::kFullBarriers),
-                               reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers),
-                               reinterpret_cast<uint64_t*>(shared + Launch::kHandoffBarrier));
+                               reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers));
+  const TileQueue queue(reinterpret_cast<int32_t*>(shared + Launch::kTileQueueSlots),
+                        reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueFull),
+                        reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueEmpty));
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < Launch::kMaxStages; ++s) {
       ptx::mbarrier_init(barriers.full(s), kFullBarrierArrivals);
       ptx::mbarrier_init(barriers.empty(s), Launch::kEmptyBarrierArrivals);
     }
-    ptx::mbarrier_init(barriers.handoff(), 1);
+    for (int s = 0; s < kTileQueueDepth; ++s) {
+      ptx::mbarrier_init(queue.full(s), 1);
+      ptx::mbarrier_init(queue.empty(s), Launch::kWarps);
+    }
     ptx::fence_mbarrier_init();
   }
-  // The peer CTA arrives on our barriers and multicasts into our ring: it must see them
-  // initialised.
-  ptx::cluster_sync();
+  __syncthreads();
   // Everything above overlaps the previous kernel when launched programmatically; the plan,
   // the token rows and the outputs belong to it until it has finished. The next kernel may be
   // scheduled right away: this grid is persistent (never more CTAs than fit at once), so the
@@ -57,18 +59,16 @@ __global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(LaunchTra
   const int warpgroup = static_cast<int>(threadIdx.x / kThreadsPerWarpgroup);
   if (warpgroup == 0) {
     if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_dec<Launch::kProducerRegisters>();
-    producer_loop<Set, kEpilogue>(params, ring, barriers);
+    producer_loop<Set, kEpilogue>(params, ring, barriers, queue);
   } else {
     if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_inc<Launch::kConsumerRegisters>();
     const int consumer_wg = warpgroup - 1;
     uint8_t* staging = shared + Launch::kStaging + consumer_wg * kStagingBytesPerWarpgroup;
     volatile int32_t* split_verdict =
         reinterpret_cast<volatile int32_t*>(shared + Launch::kSplitVerdicts) + consumer_wg;
-    consumer_loop<Set, kEpilogue>(params, ring, barriers, staging, consumer_wg, split_verdict);
+    consumer_loop<Set, kEpilogue>(params, ring, barriers, staging, consumer_wg, split_verdict,
+                                   queue);
   }
-  // Neither CTA of the pair may leave while the other can still arrive on its barriers or
-  // multicast into its shared memory.
-  ptx::cluster_sync();
 }
 
 inline constexpr int kMaxDevices = 64;
@@ -121,11 +121,11 @@ Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool afte
   int device = 0;
   RAMP_CUDA_TRY(cudaGetDevice(&device));
   // Persistent grid: as many pairs as can be resident at once (a GPC with an odd number of
-  // free SMs leaves one unused), never more than there are units of work.
+  // free SMs leaves one unused), never more CTAs than tiles rounded up to a whole pair.
   int pairs = 0;
   RAMP_TRY((resident_pairs<kEpilogue, Set>(device, &pairs)));
-  const int units = (max_total_tiles + kClusterSize - 1) / kClusterSize;
-  const int clusters = units < pairs ? units : pairs;
+  const int tile_pairs = (max_total_tiles + kClusterSize - 1) / kClusterSize;
+  const int clusters = tile_pairs < pairs ? tile_pairs : pairs;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(clusters * kClusterSize), 1, 1);
   config.blockDim = dim3(Launch::kThreads, 1, 1);

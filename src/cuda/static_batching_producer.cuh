@@ -6,7 +6,6 @@
 // order): tiles of 64k rows get them as TMA row boxes from the elected thread instead.
 #pragma once
 
-#include "cuda/ptx/cluster.h"
 #include "cuda/ptx/cp_async.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
@@ -38,28 +37,6 @@ __device__ __forceinline__ void load_weight_tile(const KernelParams& params, uin
   }
 }
 
-// This CTA's half of a multicast weight tile (rows [rank F/2, (rank+1) F/2) of the tile),
-// written into both CTAs of the pair at the same offset.
-template <GemmEpilogue kEpilogue>
-__device__ __forceinline__ void load_weight_half_multicast(const KernelParams& params,
-                                                           uint32_t smem_dst, uint64_t* full_barrier,
-                                                           int map_index, int32_t expert,
-                                                           int32_t feature_block, int feature_tile,
-                                                           uint32_t rank, int32_t k_begin) {
-  const CUtensorMap* map = &params.weight_maps[map_index];
-  constexpr uint16_t kBothCtas = (1u << kClusterSize) - 1;
-  if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
-    const int32_t blocks_per_half = feature_tile / 16 / kClusterSize;
-    ptx::tma_load_5d_multicast(smem_dst, map, full_barrier, kBothCtas, k_begin, 0, 0,
-                               feature_block * (feature_tile / 16) + rank * blocks_per_half,
-                               expert);
-  } else {
-    ptx::tma_load_3d_multicast(smem_dst, map, full_barrier, kBothCtas, k_begin,
-                               feature_block * feature_tile + rank * (feature_tile / kClusterSize),
-                               expert);
-  }
-}
-
 // Row of `a` that tile row `row` reads: the token of its slot (gather), or the sorted row itself
 // for GEMM2, whose intermediate is already in sorted order.
 template <GemmEpilogue kEpilogue>
@@ -74,19 +51,8 @@ __device__ __forceinline__ int32_t a_row_of(const KernelParams& params, int32_t 
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void issue_weight_tile(const KernelParams& params, uint32_t stage_base,
                                                   uint64_t* full, const TaskOfTile& work,
-                                                  const TileExtent& extent, bool multicast,
-                                                  uint32_t rank, int32_t k_begin) {
+                                                  const TileExtent& extent, int32_t k_begin) {
   using Traits = ConfigTraits<kConfig>;
-  if constexpr (Traits::kMulticast) {
-    if (multicast) {
-      constexpr uint32_t kHalfBytes = Traits::kWeightStageBytes / kClusterSize;
-      load_weight_half_multicast<kEpilogue>(params, stage_base + rank * kHalfBytes, full,
-                                            Traits::kMulticastMap, work.task.expert,
-                                            extent.feature_block, Traits::kFeatureTile, rank,
-                                            k_begin);
-      return;
-    }
-  }
   load_weight_tile<kEpilogue>(params, stage_base, full, Traits::kWeightMap, work.task.expert,
                               extent.feature_block, Traits::kFeatureTile, k_begin);
 }
@@ -98,8 +64,7 @@ template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params, uint8_t* ring,
                                                       const StageBarriers& barriers,
                                                       ProducerCursor& cursor,
-                                                      const TaskOfTile& work, bool multicast,
-                                                      uint32_t rank) {
+                                                      const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
   static_assert(Traits::kTokenTile <= kThreadsPerWarpgroup, "one row per producer thread");
   const TileExtent extent = tile_extent<kConfig>(params, work);
@@ -115,10 +80,9 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
     uint64_t* full = barriers.full(cursor.stage);
     const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
-      // Multicast or not, the whole weight tile lands in this CTA's stage.
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
-                                            rank, k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
+                                            k_block * kKTile);
     }
     if (loads_row) {
       ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kRowBytes,
@@ -164,8 +128,7 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
                                                            uint8_t* ring,
                                                            const StageBarriers& barriers,
                                                            ProducerCursor& cursor,
-                                                           const TaskOfTile& work,
-                                                           bool multicast, uint32_t rank) {
+                                                           const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
   constexpr int kRowStep = kThreadsPerWarpgroup / 8;
   constexpr int kRowsPerThread = (Traits::kTokenTile + kRowStep - 1) / kRowStep;
@@ -190,8 +153,8 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
     const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
       ptx::mbarrier_arrive_expect_tx(full, Traits::kWeightStageBytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
-                                            rank, k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
+                                            k_block * kKTile);
     }
     const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
 #pragma unroll
@@ -222,8 +185,7 @@ template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& params, uint8_t* ring,
                                                        const StageBarriers& barriers,
                                                        ProducerCursor& cursor,
-                                                       const TaskOfTile& work, bool multicast,
-                                                       uint32_t rank) {
+                                                       const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
   static_assert(token_rows_by_box(kEpilogue, Traits::kTokenTile));
   static_assert((kRowBoxRows * kRowBytes) % kSwizzleAtomBytes == 0,
@@ -241,8 +203,8 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
     if (elected) {
       const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent, multicast,
-                                            rank, k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
+                                            k_block * kKTile);
       const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
       for (int box = 0; box < boxes; ++box) {
         ptx::tma_load_2d(token_base + static_cast<uint32_t>(box * kRowBoxRows * kRowBytes),
@@ -258,35 +220,19 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void produce_tile(const KernelParams& params, uint8_t* ring,
                                              const StageBarriers& barriers,
-                                             ProducerCursor& cursor, const TaskOfTile& work,
-                                             bool multicast, uint32_t rank) {
+                                             ProducerCursor& cursor, const TaskOfTile& work) {
   if constexpr (token_rows_by_box(kEpilogue, ConfigTraits<kConfig>::kTokenTile)) {
-    produce_tile_row_boxes<kConfig, kEpilogue>(params, ring, barriers, cursor, work, multicast,
-                                               rank);
+    produce_tile_row_boxes<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
   } else if constexpr (kTokenRowsByTma) {
-    produce_tile_tma_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work, multicast,
-                                              rank);
+    produce_tile_tma_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
   } else {
-    produce_tile_cp_async_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work,
-                                                   multicast, rank);
+    produce_tile_cp_async_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
   }
 }
 
-// Before a stretch of multicast units the pair's producers meet: each has drained its ring (its
-// consumers released every slot), so from here on each may write into the other's slots,
-// whose later releases both CTAs' empty barriers count.
-struct PairHandoff {
-  uint32_t parity = 0;
-  __device__ void meet(const StageBarriers& barriers, uint32_t peer) {
-    ptx::mbarrier_arrive_cluster(ptx::map_shared_to_rank(ptx::smem_address(barriers.handoff()), peer));
-    ptx::mbarrier_wait_parity(barriers.handoff(), parity);
-    parity ^= 1;
-  }
-};
-
 template <class Set, GemmEpilogue kEpilogue>
 __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
-                              const StageBarriers& barriers) {
+                              const StageBarriers& barriers, const TileQueue& queue) {
   if (threadIdx.x == 0) {
     for (int i = 0; i < kNumWeightMaps; ++i) ptx::tma_prefetch_descriptor(&params.weight_maps[i]);
     if constexpr (kEpilogue == GemmEpilogue::kRouterWeighted) {
@@ -294,17 +240,13 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
     }
     if constexpr (kTokenRowsByTma) ptx::tma_prefetch_descriptor(&params.token_map);
   }
-  const uint32_t rank = ptx::cluster_cta_rank();
   ProducerCursor cursor;
-  PairHandoff handoff;
-  TileScheduler<Set> schedule(params, rank);
+  TileScheduler<Set> schedule(params, queue);
   ScheduleStep step;
   while (schedule.next(step)) {
     if (step.restart) cursor.drain<LaunchTraits<Set>::kMaxStages>(barriers);
-    if (step.enter_multicast && threadIdx.x == 0) handoff.meet(barriers, rank ^ 1);
     dispatch_config<Set>(step.work.task.config, [&](auto config) {
-      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work,
-                                                       step.multicast, rank);
+      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work);
     });
   }
 }

@@ -1,8 +1,7 @@
-// Which tile a CTA works on: the static batching paper's mapping (Algorithm 2, via
-// core/task_mapping.h with a real warp vote), then the tile's place inside its task.
-//
-// Every warp maps its own tiles (no shared-memory broadcast, no block barrier): TilePrefix is
-// small and stays in L1, and the producer can run ahead of the consumers across tiles.
+// Which tile a CTA works on: a tile index taken in order from a launch-wide counter and handed
+// to the CTA's warps through a small queue in shared memory, then the static batching paper's
+// mapping (Algorithm 2, via core/task_mapping.h with a real warp vote) and the tile's place
+// inside its task. Every warp maps the tile itself: TilePrefix is small and stays in L1.
 #pragma once
 
 #include "core/task_mapping.h"
@@ -19,8 +18,8 @@ struct WarpBallot {
   }
 };
 
-// Persistent grid: CTA b works on tiles b, b + grid, b + 2 grid, ... < total_tiles, where
-// total_tiles is read on the device (written by the routing pass or copied from a host plan).
+// Tiles of the launch: read on the device (written by the routing pass or copied from a host
+// plan).
 __device__ __forceinline__ int32_t total_tiles(const KernelParams& params) {
   return params.task_map.header->total_tiles;
 }
@@ -74,94 +73,103 @@ __device__ __forceinline__ TileExtent tile_extent(const KernelParams& params,
                     token_blocks * feature_blocks};
 }
 
-}  // namespace ramp::cuda::detail
-
-namespace ramp::cuda::detail {
-
-// Clusters of two take units: unit u is tiles 2u (rank 0) and 2u + 1 (rank 1), u stepping by
-// the number of clusters. Both CTAs (every warp) classify a unit the same way, so they agree
-// on multicast without communicating.
-struct UnitWork {
-  TaskOfTile work;  // this CTA's tile
-  bool has_tile;    // false for rank 1 of a last, odd unit
-  bool multicast;   // both tiles share their weight tile: one multicast load per stage
-};
-
-// Warp-collective.
-template <class Set>
-__device__ __forceinline__ UnitWork unit_work(const KernelParams& params, int32_t unit,
-                                              uint32_t rank, int32_t tiles) {
-  const int32_t first = unit * kClusterSize;
-  UnitWork result{};
-  result.has_tile = first + static_cast<int32_t>(rank) < tiles;
-  result.multicast = false;
-  if (!result.has_tile) return result;
-  result.work = task_of_tile(params, first + static_cast<int32_t>(rank));
-  if (kMulticastWeights && first + 1 < tiles && config_multicasts<Set>(result.work.task.config)) {
-    const TaskOfTile other = task_of_tile(params, first + 1 - static_cast<int32_t>(rank));
-    if (other.task_index == result.work.task_index) {
-      dispatch_config<Set>(result.work.task.config, [&](auto config) {
-        constexpr int kConfig = decltype(config)::value;
-        if constexpr (ConfigTraits<kConfig>::kMulticast) {
-          result.multicast = tile_extent<kConfig>(params, result.work).feature_block ==
-                             tile_extent<kConfig>(params, other).feature_block;
-        }
-      });
-    }
-  }
-  return result;
-}
-
 // One step of a CTA's walk: a tile this CTA computes, and what the ring must do before it.
 struct ScheduleStep {
   TaskOfTile work;
-  bool multicast;        // the tile's weight stages are multicast within the pair
-  bool enter_multicast;  // first unit of a multicast stretch: the pair's producers meet first
-  bool restart;          // the ring starts again at slot 0 (config change or enter_multicast)
+  bool restart;  // the ring starts again at slot 0 (config change)
 };
 
-// The persistent walk over units, written once so that the producer and the consumers of a CTA
-// cannot disagree on the tile order or on where the ring restarts. Every warp walks it on its
-// own (see the top of this file).
+// Where a CTA's warps learn their next tile: kTileQueueDepth slots, each with a full barrier
+// (the taker's one arrival) and an empty one (one arrival per warp of the CTA).
+class TileQueue {
+ public:
+  __device__ TileQueue(int32_t* slots, uint64_t* full, uint64_t* empty)
+      : slots_(slots), full_(full), empty_(empty) {}
+  __device__ volatile int32_t* slot(int i) const { return slots_ + i; }
+  __device__ uint64_t* full(int i) const { return full_ + i; }
+  __device__ uint64_t* empty(int i) const { return empty_ + i; }
+
+ private:
+  int32_t* slots_;
+  uint64_t* full_;
+  uint64_t* empty_;
+};
+
+// Tiles are taken in index order, so tile i starts about when tile i - grid ends, whatever the
+// earlier tiles of each CTA cost. Tiles next to each other in a task share a weight tile
+// (tile_coord's groups): taken in order they run at the same time and the weight tile comes
+// from DRAM once. The fixed round-robin walk this replaces (tiles b, b + grid, ...) let CTAs
+// with cheaper tiles run ahead, and a weight tile's readers then came far apart in time:
+// deepseek-v2-lite's GEMM1 at T = 2048 read 1.76x its weights from DRAM (0.48 ms; taken in
+// order 1.06x, 0.34 ms; dev/kernel_notes.md, session 10).
+//
+// CTA b's first tile is b (no atomic on the way in); later ones are grid + the counter's old
+// value, taken by producer thread 0 (the taker) one tile ahead: at step s it publishes the
+// tile it took during step s - 1 and takes the next. Every warp reads the slots in order; a
+// tile index past the last one ends the walk.
+// The counter (TaskMapHeader::next_tile) is 0 when the kernel starts, whoever wrote the plan.
+// Every CTA whose first tile exists takes exactly once past the end, so there are exactly
+// `tiles` takes in all (tiles - grid real ones and grid past the end, or tiles past the end when
+// tiles < grid); the one that got tiles - 1 (tile grid + tiles - 1) is the launch's last and
+// resets the counter, so the next launch on the same plan finds 0 as well.
+// Example: 5 tiles, grid 4. CTAs 0-3 start on tiles 0-3 and take; the takes return counter 0..3,
+// i.e. tiles 4, 5, 6, 7: one CTA gets tile 4, the others 5, 6, 7 (past the end); then the CTA on
+// tile 4 takes counter 4 = tile 8 = grid + tiles - 1: the last take, which resets the counter.
 template <class Set>
 class TileScheduler {
  public:
-  __device__ __forceinline__ TileScheduler(const KernelParams& params, uint32_t rank)
-      : params_(params),
-        rank_(rank),
-        tiles_(total_tiles(params)),
-        units_(ceil_div(tiles_, kClusterSize)),
-        clusters_(static_cast<int32_t>(gridDim.x) / kClusterSize),
-        unit_(static_cast<int32_t>(blockIdx.x) / kClusterSize) {}
-
-  // Warp-collective. False once the walk is over. Units without a tile for this CTA are passed
-  // over, but still end a multicast stretch.
-  __device__ __forceinline__ bool next(ScheduleStep& step) {
-    for (; unit_ < units_; unit_ += clusters_) {
-      const UnitWork unit = unit_work<Set>(params_, unit_, rank_, tiles_);
-      const bool enter_multicast = unit.multicast && !previous_multicast_;
-      previous_multicast_ = unit.multicast;
-      if (!unit.has_tile) continue;
-      step.work = unit.work;
-      step.multicast = unit.multicast;
-      step.enter_multicast = enter_multicast;
-      step.restart = unit.work.task.config != previous_config_ || enter_multicast;
-      previous_config_ = unit.work.task.config;
-      unit_ += clusters_;
-      return true;
+  __device__ __forceinline__ TileScheduler(const KernelParams& params, const TileQueue& queue)
+      : params_(params), queue_(queue), tiles_(total_tiles(params)), taker_(threadIdx.x == 0) {
+    if (taker_) {
+      pending_ = static_cast<int32_t>(blockIdx.x);
+      publish(0);
     }
-    return false;
+  }
+
+  // Warp-collective. False once the walk is over.
+  __device__ __forceinline__ bool next(ScheduleStep& step) {
+    if (taker_ && !ended_ && step_ >= 1) publish(step_);
+    const int slot = step_ % kTileQueueDepth;
+    ptx::mbarrier_wait_parity(queue_.full(slot), static_cast<uint32_t>(step_ / kTileQueueDepth) & 1);
+    const int32_t tile = *queue_.slot(slot);
+    __syncwarp();
+    if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
+    ++step_;
+    if (tile >= tiles_) return false;
+    step.work = task_of_tile(params_, tile);
+    step.restart = step.work.task.config != previous_config_;
+    previous_config_ = step.work.task.config;
+    return true;
   }
 
  private:
+  // Taker only: writes pending_ as step `step`'s tile, then takes the next one.
+  __device__ __forceinline__ void publish(int32_t step) {
+    const int slot = step % kTileQueueDepth;
+    if (step >= kTileQueueDepth) {
+      // Every warp has read the slot's previous tile (step - kTileQueueDepth).
+      ptx::mbarrier_wait_parity(queue_.empty(slot),
+                                static_cast<uint32_t>(step / kTileQueueDepth - 1) & 1);
+    }
+    *queue_.slot(slot) = pending_;
+    ptx::mbarrier_arrive(queue_.full(slot));
+    const int32_t grid = static_cast<int32_t>(gridDim.x);
+    if (pending_ < tiles_) {
+      pending_ = grid + atomicAdd(&params_.task_map.header->next_tile, 1);
+    } else {
+      ended_ = true;
+      if (step >= 1 && pending_ == grid + tiles_ - 1) params_.task_map.header->next_tile = 0;
+    }
+  }
+
   const KernelParams& params_;
-  uint32_t rank_;
+  TileQueue queue_;
   int32_t tiles_;
-  int32_t units_;
-  int32_t clusters_;
-  int32_t unit_;
+  bool taker_;
+  bool ended_ = false;
+  int32_t pending_ = 0;  // taker: the tile to publish next
+  int32_t step_ = 0;
   int32_t previous_config_ = -1;
-  bool previous_multicast_ = false;
 };
 
 }  // namespace ramp::cuda::detail

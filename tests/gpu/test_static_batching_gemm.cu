@@ -178,10 +178,20 @@ std::string case_name(const GroupedCase& c) {
 // gtest prints a parameter in every test's listing; without this it dumps the struct's bytes.
 void PrintTo(const GroupedCase& c, std::ostream* os) { *os << case_name(c); }
 
-// Runs one grouped GEMM on the device; returns y [S, N] (bf16) or fails the test.
+// The task map header's tile counter, which every launch must leave at 0 (TaskMapHeader).
+int32_t tile_counter_after_launch(const TaskMapView& map) {
+  TaskMapHeader header{};
+  EXPECT_EQ(cudaMemcpy(&header, map.header, sizeof(header), cudaMemcpyDeviceToHost), cudaSuccess);
+  return header.next_tile;
+}
+
+// Runs one grouped GEMM on the device `launches` times on one uploaded plan (the output
+// poisoned before each); returns y [S, N] (bf16) of the last launch, after checking that every
+// launch wrote the same bits and left the plan's tile counter at 0, or fails the test.
 std::vector<bf16> run_grouped_on_device(const GroupedCase& c, const workloads::Routing& routing,
                                         const Plan& plan, const std::vector<bf16>& x,
-                                        const std::vector<bf16>& w, int32_t tile_bound_slack) {
+                                        const std::vector<bf16>& w, int32_t tile_bound_slack,
+                                        int32_t launches = 1) {
   const int64_t slots = int64_t{c.tokens} * c.top_k;
   DevicePlan device_plan;
   upload_plan(plan, c.experts, c.top_k, &device_plan);
@@ -207,11 +217,21 @@ std::vector<bf16> run_grouped_on_device(const GroupedCase& c, const workloads::R
   gemm.max_total_tiles = device_plan.total_tiles[0] + tile_bound_slack;
   DeviceBuffer split_scratch;
   attach_configs(plan.gemm(0), &gemm, &split_scratch);
-  const Status status = cuda::launch_static_batched_gemm(gemm, nullptr);
-  EXPECT_TRUE(status.is_ok()) << status.to_string();
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<bf16> strided;
+  for (int32_t launch = 0; launch < launches; ++launch) {
+    if (launch > 0) poison(y_dev);
+    const Status status = cuda::launch_static_batched_gemm(gemm, nullptr);
+    EXPECT_TRUE(status.is_ok()) << status.to_string();
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(tile_counter_after_launch(gemm.task_map), 0) << "launch " << launch;
+    std::vector<bf16> this_launch = download<bf16>(y_dev, static_cast<size_t>(slots) * stride);
+    if (launch > 0) {
+      EXPECT_EQ(std::memcmp(this_launch.data(), strided.data(), strided.size() * sizeof(bf16)), 0)
+          << "launch " << launch << " differs from launch 0";
+    }
+    strided = std::move(this_launch);
+  }
   (void)routing;
-  const std::vector<bf16> strided = download<bf16>(y_dev, static_cast<size_t>(slots) * stride);
   std::vector<bf16> y(static_cast<size_t>(slots) * c.n);
   int64_t pad_written = 0;
   for (int64_t slot = 0; slot < slots; ++slot) {
@@ -330,6 +350,41 @@ TEST(StaticBatchedGemm, DeterministicAcrossRuns) {
   const std::vector<bf16> second = run_grouped_on_device(c, routing, plan, x, w, 0);
   ASSERT_EQ(first.size(), second.size());
   EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(bf16)), 0);
+}
+
+// Tiles are taken from a counter in the plan's task map header (every launch resets it): one
+// uploaded plan launched again and again must compute the same output each time. Cases: many
+// more tiles than CTAs, fewer tiles than CTAs (the tile bound's slack makes the grid larger
+// than the tile count), and no tile at all.
+TEST(StaticBatchedGemm, RelaunchesOnOnePlanTakeEveryTileEachTime) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const std::vector<std::pair<GroupedCase, int32_t>> cases = {
+      {GroupedCase{64, 1000, 8, "zipf1.0", kMixedConfigs, 512, 256}, 0},
+      {GroupedCase{8, 7, 2, "uniform", kBuiltinChoice, 256, 128}, 97},
+      {GroupedCase{8, 0, 2, "uniform", kBuiltinChoice, 256, 128}, 97}};
+  for (const auto& [c, tile_bound_slack] : cases) {
+    SCOPED_TRACE(case_name(c));
+    const workloads::Routing routing = make_routing(c.routing, c.tokens, c.experts, c.top_k, 21);
+    Plan plan;
+    ASSERT_TRUE(
+        build_plan(routing, c.config_mode, {{c.n, c.k}}, ExpertOrder::kHalfInterval, &plan).is_ok());
+    std::vector<bf16> x(static_cast<size_t>(c.tokens) * c.k);
+    std::vector<bf16> w(static_cast<size_t>(c.experts) * c.n * c.k);
+    workloads::fill_random_bf16(x, 31, 1.0f);
+    workloads::fill_random_bf16(w, 32, 0.2f);
+    const std::vector<bf16> y = run_grouped_on_device(c, routing, plan, x, w, tile_bound_slack, 4);
+    if (c.tokens == 0) continue;
+    GroupedGemmArgs args;
+    args.num_tokens = c.tokens;
+    args.top_k = c.top_k;
+    args.num_experts = c.experts;
+    args.out_features = c.n;
+    args.in_features = c.k;
+    args.x = x.data();
+    args.w = w.data();
+    args.topk_ids = routing.topk_ids.data();
+    EXPECT_LE(cpu::relative_frobenius_error(y, cpu::reference_grouped_gemm(args)), 5e-3);
+  }
 }
 
 // Split-K's completing slice sums the partials in slice order, whichever slice finishes last:

@@ -45,31 +45,6 @@ __device__ __forceinline__ void tma_load_5d(uint32_t smem_dst, const CUtensorMap
       : "memory");
 }
 
-// Multicast variants: the box lands at the same shared-memory offset in every CTA of
-// `cta_mask` (cluster ranks), each completing bytes on its own mbarrier at `barrier`'s offset.
-__device__ __forceinline__ void tma_load_3d_multicast(uint32_t smem_dst, const CUtensorMap* map,
-                                                      uint64_t* barrier, uint16_t cta_mask,
-                                                      int32_t c0, int32_t c1, int32_t c2) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      ".multicast::cluster [%0], [%1, {%4, %5, %6}], [%2], %3;" ::"r"(smem_dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_address(barrier)), "h"(cta_mask), "r"(c0),
-      "r"(c1), "r"(c2)
-      : "memory");
-}
-
-__device__ __forceinline__ void tma_load_5d_multicast(uint32_t smem_dst, const CUtensorMap* map,
-                                                      uint64_t* barrier, uint16_t cta_mask,
-                                                      int32_t c0, int32_t c1, int32_t c2,
-                                                      int32_t c3, int32_t c4) {
-  asm volatile(
-      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      ".multicast::cluster [%0], [%1, {%4, %5, %6, %7, %8}], [%2], %3;" ::"r"(smem_dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_address(barrier)), "h"(cta_mask), "r"(c0),
-      "r"(c1), "r"(c2), "r"(c3), "r"(c4)
-      : "memory");
-}
-
 // 2-D tile store shared -> global (the map's swizzle un-applied on the way), completing as a
 // bulk group of this thread: cp.async.bulk.commit_group / wait_group(.read) in bulk_copy.h.
 // Elements outside the tensor are not written.
