@@ -242,6 +242,21 @@ std::vector<bf16> run_grouped_on_device(const GroupedCase& c, const workloads::R
   return y;
 }
 
+// The CPU reference y [S, N] of a case's grouped GEMM.
+std::vector<double> grouped_reference(const GroupedCase& c, const workloads::Routing& routing,
+                                      const std::vector<bf16>& x, const std::vector<bf16>& w) {
+  GroupedGemmArgs args;
+  args.num_tokens = c.tokens;
+  args.top_k = c.top_k;
+  args.num_experts = c.experts;
+  args.out_features = c.n;
+  args.in_features = c.k;
+  args.x = x.data();
+  args.w = w.data();
+  args.topk_ids = routing.topk_ids.data();
+  return cpu::reference_grouped_gemm(args);
+}
+
 void check_grouped(const GroupedCase& c) {
   const uint64_t seed = 1000003ull * c.experts + 7919ull * c.tokens + c.config_mode + 17;
   const workloads::Routing routing = make_routing(c.routing, c.tokens, c.experts, c.top_k, seed);
@@ -257,16 +272,7 @@ void check_grouped(const GroupedCase& c) {
   const std::vector<bf16> y = run_grouped_on_device(c, routing, plan, x, w, c.tokens % 3 == 0 ? 0 : 97);
   if (c.tokens == 0) return;
 
-  GroupedGemmArgs args;
-  args.num_tokens = c.tokens;
-  args.top_k = c.top_k;
-  args.num_experts = c.experts;
-  args.out_features = c.n;
-  args.in_features = c.k;
-  args.x = x.data();
-  args.w = w.data();
-  args.topk_ids = routing.topk_ids.data();
-  const std::vector<double> want = cpu::reference_grouped_gemm(args);
+  const std::vector<double> want = grouped_reference(c, routing, x, w);
   int64_t unwritten = 0;
   for (const bf16 v : y) unwritten += std::isnan(v.to_float()) ? 1 : 0;
   EXPECT_EQ(unwritten, 0) << "elements left poisoned";
@@ -374,16 +380,7 @@ TEST(StaticBatchedGemm, RelaunchesOnOnePlanTakeEveryTileEachTime) {
     workloads::fill_random_bf16(w, 32, 0.2f);
     const std::vector<bf16> y = run_grouped_on_device(c, routing, plan, x, w, tile_bound_slack, 4);
     if (c.tokens == 0) continue;
-    GroupedGemmArgs args;
-    args.num_tokens = c.tokens;
-    args.top_k = c.top_k;
-    args.num_experts = c.experts;
-    args.out_features = c.n;
-    args.in_features = c.k;
-    args.x = x.data();
-    args.w = w.data();
-    args.topk_ids = routing.topk_ids.data();
-    EXPECT_LE(cpu::relative_frobenius_error(y, cpu::reference_grouped_gemm(args)), 5e-3);
+    EXPECT_LE(cpu::relative_frobenius_error(y, grouped_reference(c, routing, x, w)), 5e-3);
   }
 }
 
