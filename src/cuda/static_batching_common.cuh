@@ -26,9 +26,10 @@ namespace ramp::cuda::detail {
 inline constexpr int kThreadsPerWarpgroup = 128;
 
 // CTAs launch in clusters of two. Nothing crosses a pair now (tiles are taken one at a time,
-// static_batching_schedule.cuh); the pair launch was measured slightly faster than single CTAs
-// when pairs took consecutive tiles (dev/kernel_notes.md, v3) and was kept as it is. Multicasting
-// a pair's shared weight tile lost three times (v3, session 7, session 10) and was removed.
+// static_batching_schedule.cuh). The pair launch was slightly faster than single CTAs when
+// pairs took consecutive tiles (dev/kernel_notes.md, v3). With tiles taken in order, single
+// CTAs measured the same (1.002x, session 10), so the cluster launch can go. Multicasting a
+// pair's shared weight tile lost three times (v3, session 7, session 10) and was removed.
 inline constexpr int kClusterSize = 2;
 
 // Token rows: 16-byte cp.async gather (default), or one TMA copy per gathered row
