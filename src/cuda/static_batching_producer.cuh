@@ -21,22 +21,6 @@ __device__ __forceinline__ void arrive_for_warp(uint64_t* full) {
   if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive_count(full, 32);
 }
 
-template <GemmEpilogue kEpilogue>
-__device__ __forceinline__ void load_weight_tile(const KernelParams& params, uint32_t smem_dst,
-                                                 uint64_t* full_barrier, int map_index,
-                                                 int32_t expert, int32_t feature_block,
-                                                 int feature_tile, int32_t k_begin) {
-  const CUtensorMap* map = &params.weight_maps[map_index];
-  if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
-    // dims (k, row-in-8, gate/up, 8-row block, expert): feature block f holds intermediate
-    // columns [f F/2, (f+1) F/2), i.e. 8-row blocks from f F/16 on.
-    ptx::tma_load_5d(smem_dst, map, full_barrier, k_begin, 0, 0, feature_block * (feature_tile / 16),
-                     expert);
-  } else {
-    ptx::tma_load_3d(smem_dst, map, full_barrier, k_begin, feature_block * feature_tile, expert);
-  }
-}
-
 // Row of `a` that tile row `row` reads: the token of its slot (gather), or the sorted row itself
 // for GEMM2, whose intermediate is already in sorted order.
 template <GemmEpilogue kEpilogue>
@@ -48,13 +32,22 @@ __device__ __forceinline__ int32_t a_row_of(const KernelParams& params, int32_t 
   }
 }
 
+// The tile's weight rows for one k-block, by TMA into the stage's weight part.
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void issue_weight_tile(const KernelParams& params, uint32_t stage_base,
                                                   uint64_t* full, const TaskOfTile& work,
                                                   const TileExtent& extent, int32_t k_begin) {
   using Traits = ConfigTraits<kConfig>;
-  load_weight_tile<kEpilogue>(params, stage_base, full, Traits::kWeightMap, work.task.expert,
-                              extent.feature_block, Traits::kFeatureTile, k_begin);
+  const CUtensorMap* map = &params.weight_maps[Traits::kWeightMap];
+  if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
+    // dims (k, row-in-8, gate/up, 8-row block, expert): feature block f holds intermediate
+    // columns [f F/2, (f+1) F/2), i.e. 8-row blocks from f F/16 on.
+    ptx::tma_load_5d(stage_base, map, full, k_begin, 0, 0,
+                     extent.feature_block * (Traits::kFeatureTile / 16), work.task.expert);
+  } else {
+    ptx::tma_load_3d(stage_base, map, full, k_begin, extent.feature_block * Traits::kFeatureTile,
+                     work.task.expert);
+  }
 }
 
 // TMA token rows: thread t copies tile row t (and t + 128, ... for taller tiles). Rows past the
