@@ -25,12 +25,10 @@ namespace ramp::cuda::detail {
 
 inline constexpr int kThreadsPerWarpgroup = 128;
 
-// CTAs launch in clusters of two. Nothing crosses a pair now (tiles are taken one at a time,
-// static_batching_schedule.cuh). The pair launch was slightly faster than single CTAs when
-// pairs took consecutive tiles (dev/kernel_notes.md, v3). With tiles taken in order, single
-// CTAs measured the same (1.002x, session 10), so the cluster launch can go. Multicasting a
-// pair's shared weight tile lost three times (v3, session 7, session 10) and was removed.
-inline constexpr int kClusterSize = 2;
+// CTAs launch alone, one per SM. They launched in clusters of two while pairs shared work
+// (consecutive tiles, then a multicast weight tile); multicast lost every time it was measured
+// (v3, session 7, session 10) and was removed, and with tiles taken in order single CTAs ran the
+// same as pairs (1.002x, dev/kernel_notes.md session 10), so nothing needs a cluster.
 
 // Token rows: 16-byte cp.async gather (default), or one TMA copy per gathered row
 // (RAMP_SB_TOKEN_ROWS_BY_TMA: box 64 k x 1 row; the 128-byte swizzle follows the destination

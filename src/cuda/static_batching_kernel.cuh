@@ -3,7 +3,7 @@
 // generated catalog parts); the host-side launcher (static_batching.cu) only sees the
 // SetLaunchers table of static_batching_instances.h.
 //
-// One persistent launch (launched in clusters of 2, see kClusterSize): each CTA takes tiles in
+// One persistent launch (one CTA per SM): each CTA takes tiles in
 // order from a launch-wide counter (static_batching_schedule.cuh); each tile's task selects its
 // tile config (a switch over the set). Warpgroup 0 loads, the consumer warpgroups multiply and
 // store; they meet only at the stage ring's and the tile queue's mbarriers.
@@ -25,7 +25,7 @@
 namespace ramp::cuda::detail {
 
 template <GemmEpilogue kEpilogue, class Set>
-__global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
+__global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
     static_batched_gemm_kernel(const __grid_constant__ KernelParams params) {
   using Launch = LaunchTraits<Set>;
   extern __shared__ __align__(1024) uint8_t shared[];
@@ -73,11 +73,11 @@ __global__ void __cluster_dims__(kClusterSize, 1, 1) __launch_bounds__(LaunchTra
 
 inline constexpr int kMaxDevices = 64;
 
-// How many CTA pairs of this instance fit on `device` at once, queried once per device: the
+// How many CTAs of this instance fit on `device` at once, queried once per device: the
 // queries and the shared-memory opt-in stay off the per-launch path (and out of graph capture
 // after the first call).
 template <GemmEpilogue kEpilogue, class Set>
-Status resident_pairs(int device, int* pairs) {
+Status resident_ctas(int device, int* ctas) {
   static std::mutex mutex;
   static int cached[kMaxDevices] = {};
   if (device < 0 || device >= kMaxDevices) {
@@ -87,7 +87,7 @@ Status resident_pairs(int device, int* pairs) {
   }
   std::lock_guard<std::mutex> lock(mutex);
   if (cached[device] > 0) {
-    *pairs = cached[device];
+    *ctas = cached[device];
     return Status::ok();
   }
   using Launch = LaunchTraits<Set>;
@@ -96,21 +96,18 @@ Status resident_pairs(int device, int* pairs) {
                                      Launch::kAllocationBytes));
   int sm_count = 0;
   RAMP_CUDA_TRY(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(sm_count / kClusterSize * kClusterSize), 1, 1);
-  config.blockDim = dim3(Launch::kThreads, 1, 1);
-  config.dynamicSmemBytes = Launch::kAllocationBytes;
-  cudaLaunchAttribute cluster_shape{};
-  cluster_shape.id = cudaLaunchAttributeClusterDimension;
-  cluster_shape.val.clusterDim.x = kClusterSize;
-  cluster_shape.val.clusterDim.y = 1;
-  cluster_shape.val.clusterDim.z = 1;
-  config.attrs = &cluster_shape;
-  config.numAttrs = 1;
-  int resident = 0;
-  RAMP_CUDA_TRY(cudaOccupancyMaxActiveClusters(&resident, kernel, &config));
-  cached[device] = resident > 0 ? resident : 1;
-  *pairs = cached[device];
+  int per_sm = 0;
+  RAMP_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Launch::kThreads,
+                                                              Launch::kAllocationBytes));
+  if (per_sm < 1) {
+    return Status(ErrorCode::kCudaError,
+                  "launch_static_batched_gemm: the kernel does not fit on an SM of device " +
+                      std::to_string(device) + " (" + std::to_string(Launch::kAllocationBytes) +
+                      " bytes of shared memory, " + std::to_string(Launch::kThreads) +
+                      " threads)");
+  }
+  cached[device] = per_sm * sm_count;
+  *ctas = cached[device];
   return Status::ok();
 }
 
@@ -120,14 +117,13 @@ Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool afte
   using Launch = LaunchTraits<Set>;
   int device = 0;
   RAMP_CUDA_TRY(cudaGetDevice(&device));
-  // Persistent grid: as many pairs as can be resident at once (a GPC with an odd number of
-  // free SMs leaves one unused), never more CTAs than tiles rounded up to a whole pair.
-  int pairs = 0;
-  RAMP_TRY((resident_pairs<kEpilogue, Set>(device, &pairs)));
-  const int tile_pairs = (max_total_tiles + kClusterSize - 1) / kClusterSize;
-  const int clusters = tile_pairs < pairs ? tile_pairs : pairs;
+  // Persistent grid: as many CTAs as can be resident at once, never more than tiles (the
+  // caller launches nothing for 0).
+  int resident = 0;
+  RAMP_TRY((resident_ctas<kEpilogue, Set>(device, &resident)));
+  const int ctas = max_total_tiles < resident ? max_total_tiles : resident;
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(clusters * kClusterSize), 1, 1);
+  config.gridDim = dim3(static_cast<unsigned>(ctas), 1, 1);
   config.blockDim = dim3(Launch::kThreads, 1, 1);
   config.dynamicSmemBytes = Launch::kAllocationBytes;
   config.stream = stream;
