@@ -41,8 +41,10 @@ inline constexpr bool kTokenRowsByTma = true;
 inline constexpr bool kTokenRowsByTma = false;
 #endif
 
-// Tiles a CTA's producer may take ahead of its slowest warp (static_batching_schedule.cuh).
+// Tiles a CTA's producer may take ahead of its slowest warp (static_batching_schedule.cuh), and
+// the bytes of one queue slot (a mapped tile, TaskOfTile).
 inline constexpr int kTileQueueDepth = 4;
+inline constexpr int kTileQueueSlotBytes = 32;
 
 inline constexpr int kKTile = 64;             // bf16 elements per 128-byte swizzled row
 inline constexpr int kRowBytes = kKTile * 2;  // one smem row of a stage
@@ -223,8 +225,8 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
   static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
   static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
   static constexpr int kSplitVerdicts = kEmptyBarriers + 8 * kMaxStages;
-  static constexpr int kTileQueueSlots = kSplitVerdicts + 8;
-  static constexpr int kTileQueueFull = kTileQueueSlots + 4 * kTileQueueDepth;
+  static constexpr int kTileQueueSlots = kSplitVerdicts + 16;  // 2 words used, 16-byte aligned
+  static constexpr int kTileQueueFull = kTileQueueSlots + kTileQueueSlotBytes * kTileQueueDepth;
   static constexpr int kTileQueueEmpty = kTileQueueFull + 8 * kTileQueueDepth;
   static constexpr int kAllocationBytes = kTileQueueEmpty + 8 * kTileQueueDepth;
   static constexpr uint32_t kWarps = kThreads / 32;
@@ -252,6 +254,7 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
   static_assert(kStaging % kSwizzleAtomBytes == 0,
                 "bulk copies need 16-byte aligned rows; swizzled store boxes 1024-byte ones");
   static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
+  static_assert(kTileQueueSlots % 16 == 0, "queue slots are copied with 16-byte accesses");
   static_assert(kAllocationBytes - kStaging - kConsumerWarpgroups * kStagingBytesPerWarpgroup ==
                     dispatch::kBarrierBytesPerStage * kMaxStages + dispatch::kSchedulerSharedBytes,
                 "the catalog's fixed shared memory must be what the kernel lays out");

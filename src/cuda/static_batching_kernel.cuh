@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
   uint8_t* ring = shared + Launch::kRing;
   const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + Launch::kFullBarriers),
                                reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers));
-  const TileQueue queue(reinterpret_cast<int32_t*>(shared + Launch::kTileQueueSlots),
+  const TileQueue queue(reinterpret_cast<TaskOfTile*>(shared + Launch::kTileQueueSlots),
                         reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueFull),
                         reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueEmpty));
 

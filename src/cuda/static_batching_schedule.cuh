@@ -1,7 +1,7 @@
-// Which tile a CTA works on: a tile index taken in order from a launch-wide counter and handed
-// to the CTA's warps through a small queue in shared memory, then the static batching paper's
-// mapping (Algorithm 2, via core/task_mapping.h with a real warp vote) and the tile's place
-// inside its task. Every warp maps the tile itself: TilePrefix is small and stays in L1.
+// Which tile a CTA works on: a tile index taken in order from a launch-wide counter, mapped to
+// its task by the static batching paper's mapping (Algorithm 2, via core/task_mapping.h with a
+// real warp vote) in producer warp 0, and handed to the CTA's warps, task and all, through a
+// small queue in shared memory; then the tile's place inside its task.
 #pragma once
 
 #include "core/task_mapping.h"
@@ -24,12 +24,14 @@ __device__ __forceinline__ int32_t total_tiles(const KernelParams& params) {
   return params.task_map.header->total_tiles;
 }
 
-struct TaskOfTile {
+// 32 bytes, 16-byte aligned: a tile queue slot holds one and is copied with two 16-byte accesses.
+struct alignas(16) TaskOfTile {
   TaskDesc task;
   int32_t task_index;  // position in the task list
   int32_t tile;        // inside the task
   int32_t block;       // the launch-wide tile index (split-K partials and counters use it)
 };
+static_assert(sizeof(TaskOfTile) == kTileQueueSlotBytes, "a tile queue slot holds one TaskOfTile");
 
 // Warp-collective: all 32 lanes must call it with the same block.
 __device__ __forceinline__ TaskOfTile task_of_tile(const KernelParams& params, int32_t block) {
@@ -79,18 +81,19 @@ struct ScheduleStep {
   bool restart;  // the ring starts again at slot 0 (config change)
 };
 
-// Where a CTA's warps learn their next tile: kTileQueueDepth slots, each with a full barrier
-// (the taker's one arrival) and an empty one (one arrival per warp of the CTA).
+// Where a CTA's warps learn their next tile: kTileQueueDepth slots, each holding a mapped tile
+// (a TaskOfTile; block >= tiles ends the walk) with a full barrier (producer warp 0's one
+// arrival) and an empty one (one arrival per warp of the CTA).
 class TileQueue {
  public:
-  __device__ TileQueue(int32_t* slots, uint64_t* full, uint64_t* empty)
+  __device__ TileQueue(TaskOfTile* slots, uint64_t* full, uint64_t* empty)
       : slots_(slots), full_(full), empty_(empty) {}
-  __device__ volatile int32_t* slot(int i) const { return slots_ + i; }
+  __device__ TaskOfTile* slot(int i) const { return slots_ + i; }
   __device__ uint64_t* full(int i) const { return full_ + i; }
   __device__ uint64_t* empty(int i) const { return empty_ + i; }
 
  private:
-  int32_t* slots_;
+  TaskOfTile* slots_;
   uint64_t* full_;
   uint64_t* empty_;
 };
@@ -104,9 +107,13 @@ class TileQueue {
 // order 1.06x, 0.34 ms; dev/kernel_notes.md, session 10).
 //
 // CTA b's first tile is b (no atomic on the way in); later ones are grid + the counter's old
-// value, taken by producer thread 0 (the taker) one tile ahead: at step s it publishes the
-// tile it took during step s - 1 and takes the next. Every warp reads the slots in order; a
-// tile index past the last one ends the walk.
+// value, taken by lane 0 of producer warp 0 (the taker) one tile ahead: at step s warp 0 maps
+// the tile taken during step s - 1, publishes it and takes the next. Every warp reads the slots
+// in order; a tile index past the last one ends the walk.
+// Mapping once per CTA instead of once per warp: each warp's own mapping (a chain of dependent
+// TilePrefix and task loads) cost the consumers 2-3k cycles between tiles with the tensor cores
+// idle (clock64 timeline, dev/kernel_notes.md session 11); the mapped tile is ready in the slot
+// long before the consumers finish the previous tile.
 // The counter (TaskMapHeader::next_tile) is 0 when the kernel starts, whoever wrote the plan.
 // Every CTA whose first tile exists takes exactly once past the end, so there are exactly
 // `tiles` takes in all (tiles - grid real ones and grid past the end, or tiles past the end when
@@ -119,8 +126,12 @@ template <class Set>
 class TileScheduler {
  public:
   __device__ __forceinline__ TileScheduler(const KernelParams& params, const TileQueue& queue)
-      : params_(params), queue_(queue), tiles_(total_tiles(params)), taker_(threadIdx.x == 0) {
-    if (taker_) {
+      : params_(params),
+        queue_(queue),
+        tiles_(total_tiles(params)),
+        publisher_(threadIdx.x < 32),
+        taker_(threadIdx.x == 0) {
+    if (publisher_) {
       pending_ = static_cast<int32_t>(blockIdx.x);
       publish(0);
     }
@@ -128,45 +139,57 @@ class TileScheduler {
 
   // Warp-collective. False once the walk is over.
   __device__ __forceinline__ bool next(ScheduleStep& step) {
-    if (taker_ && !ended_ && step_ >= 1) publish(step_);
+    if (publisher_ && step_ >= 1) publish(step_);
     const int slot = step_ % kTileQueueDepth;
     ptx::mbarrier_wait_parity(queue_.full(slot), static_cast<uint32_t>(step_ / kTileQueueDepth) & 1);
-    const int32_t tile = *queue_.slot(slot);
+    const TaskOfTile work = *queue_.slot(slot);
     __syncwarp();
     if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
     ++step_;
-    if (tile >= tiles_) return false;
-    step.work = task_of_tile(params_, tile);
-    step.restart = step.work.task.config != previous_config_;
-    previous_config_ = step.work.task.config;
+    if (work.block >= tiles_) return false;
+    step.work = work;
+    step.restart = work.task.config != previous_config_;
+    previous_config_ = work.task.config;
     return true;
   }
 
  private:
-  // Taker only: writes pending_ as step `step`'s tile, then takes the next one.
+  // Producer warp 0 (warp-collective): maps the taker's pending tile, writes it as step `step`'s
+  // slot, and has the taker take the next one. Once a CTA has published a tile past the end it
+  // publishes nothing more (its warps stop reading at that slot).
   __device__ __forceinline__ void publish(int32_t step) {
+    const bool ended = __shfl_sync(0xffffffffu, ended_, 0);
+    if (ended) return;
+    const int32_t tile = __shfl_sync(0xffffffffu, pending_, 0);
+    TaskOfTile work{};
+    work.block = tile;
+    if (tile < tiles_) work = task_of_tile(params_, tile);
     const int slot = step % kTileQueueDepth;
-    if (step >= kTileQueueDepth) {
-      // Every warp has read the slot's previous tile (step - kTileQueueDepth).
-      ptx::mbarrier_wait_parity(queue_.empty(slot),
-                                static_cast<uint32_t>(step / kTileQueueDepth - 1) & 1);
+    if (taker_) {
+      if (step >= kTileQueueDepth) {
+        // Every warp has read the slot's previous tile (step - kTileQueueDepth).
+        ptx::mbarrier_wait_parity(queue_.empty(slot),
+                                  static_cast<uint32_t>(step / kTileQueueDepth - 1) & 1);
+      }
+      *queue_.slot(slot) = work;
+      ptx::mbarrier_arrive(queue_.full(slot));
+      const int32_t grid = static_cast<int32_t>(gridDim.x);
+      if (tile < tiles_) {
+        pending_ = grid + atomicAdd(&params_.task_map.header->next_tile, 1);
+      } else {
+        ended_ = true;
+        if (step >= 1 && tile == grid + tiles_ - 1) params_.task_map.header->next_tile = 0;
+      }
     }
-    *queue_.slot(slot) = pending_;
-    ptx::mbarrier_arrive(queue_.full(slot));
-    const int32_t grid = static_cast<int32_t>(gridDim.x);
-    if (pending_ < tiles_) {
-      pending_ = grid + atomicAdd(&params_.task_map.header->next_tile, 1);
-    } else {
-      ended_ = true;
-      if (step >= 1 && pending_ == grid + tiles_ - 1) params_.task_map.header->next_tile = 0;
-    }
+    __syncwarp();
   }
 
   const KernelParams& params_;
   TileQueue queue_;
   int32_t tiles_;
-  bool taker_;
-  bool ended_ = false;
+  bool publisher_;  // producer warp 0: maps and publishes
+  bool taker_;      // its lane 0: takes from the counter, writes the slots
+  bool ended_ = false;  // taker: the last tile published was past the end
   int32_t pending_ = 0;  // taker: the tile to publish next
   int32_t step_ = 0;
   int32_t previous_config_ = -1;
