@@ -42,7 +42,7 @@ inline constexpr bool kTokenRowsByTma = false;
 #endif
 
 // Tiles a CTA's producer may take ahead of its slowest warp (static_batching_schedule.cuh), and
-// the bytes of one queue slot (a mapped tile, TaskOfTile).
+// the bytes of a queue slot's mapped tile (TaskOfTile).
 inline constexpr int kTileQueueDepth = 4;
 inline constexpr int kTileQueueSlotBytes = 32;
 
@@ -218,16 +218,18 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
 
   // Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, the
   // full/empty barriers, one word per consumer warpgroup that broadcasts a split-K arrival's
-  // verdict, then the tile queue (slots, full and empty barriers). The base must be 1024-byte
+  // verdict, then the tile queue (mapped tiles, tile indices, full, mapped and empty barriers). The base must be 1024-byte
   // aligned; the kernel declares it so and traps if the runtime ever hands out less.
   static constexpr int kRing = 0;
   static constexpr int kStaging = kRingBytes;
   static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;
   static constexpr int kEmptyBarriers = kFullBarriers + 8 * kMaxStages;
   static constexpr int kSplitVerdicts = kEmptyBarriers + 8 * kMaxStages;
-  static constexpr int kTileQueueSlots = kSplitVerdicts + 16;  // 2 words used, 16-byte aligned
-  static constexpr int kTileQueueFull = kTileQueueSlots + kTileQueueSlotBytes * kTileQueueDepth;
-  static constexpr int kTileQueueEmpty = kTileQueueFull + 8 * kTileQueueDepth;
+  static constexpr int kTileQueueMapped = kSplitVerdicts + 16;  // 2 words used, 16-byte aligned
+  static constexpr int kTileQueueTiles = kTileQueueMapped + kTileQueueSlotBytes * kTileQueueDepth;
+  static constexpr int kTileQueueFull = kTileQueueTiles + 4 * kTileQueueDepth;
+  static constexpr int kTileQueueMappedFull = kTileQueueFull + 8 * kTileQueueDepth;
+  static constexpr int kTileQueueEmpty = kTileQueueMappedFull + 8 * kTileQueueDepth;
   static constexpr int kAllocationBytes = kTileQueueEmpty + 8 * kTileQueueDepth;
   static constexpr uint32_t kWarps = kThreads / 32;
 
@@ -254,7 +256,7 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
   static_assert(kStaging % kSwizzleAtomBytes == 0,
                 "bulk copies need 16-byte aligned rows; swizzled store boxes 1024-byte ones");
   static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
-  static_assert(kTileQueueSlots % 16 == 0, "queue slots are copied with 16-byte accesses");
+  static_assert(kTileQueueMapped % 16 == 0, "mapped tiles are copied with 16-byte accesses");
   static_assert(kAllocationBytes - kStaging - kConsumerWarpgroups * kStagingBytesPerWarpgroup ==
                     dispatch::kBarrierBytesPerStage * kMaxStages + dispatch::kSchedulerSharedBytes,
                 "the catalog's fixed shared memory must be what the kernel lays out");

@@ -33,8 +33,10 @@ __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
   uint8_t* ring = shared + Launch::kRing;
   const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + Launch::kFullBarriers),
                                reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers));
-  const TileQueue queue(reinterpret_cast<TaskOfTile*>(shared + Launch::kTileQueueSlots),
+  const TileQueue queue(reinterpret_cast<int32_t*>(shared + Launch::kTileQueueTiles),
+                        reinterpret_cast<TaskOfTile*>(shared + Launch::kTileQueueMapped),
                         reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueFull),
+                        reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueMappedFull),
                         reinterpret_cast<uint64_t*>(shared + Launch::kTileQueueEmpty));
 
   if (threadIdx.x == 0) {
@@ -44,6 +46,7 @@ __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
     }
     for (int s = 0; s < kTileQueueDepth; ++s) {
       ptx::mbarrier_init(queue.full(s), 1);
+      ptx::mbarrier_init(queue.mapped_full(s), 1);
       ptx::mbarrier_init(queue.empty(s), Launch::kWarps);
     }
     ptx::fence_mbarrier_init();

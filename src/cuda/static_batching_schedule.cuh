@@ -81,20 +81,27 @@ struct ScheduleStep {
   bool restart;  // the ring starts again at slot 0 (config change)
 };
 
-// Where a CTA's warps learn their next tile: kTileQueueDepth slots, each holding a mapped tile
-// (a TaskOfTile; block >= tiles ends the walk) with a full barrier (producer warp 0's one
-// arrival) and an empty one (one arrival per warp of the CTA).
+// Where a CTA's warps learn their next tile: kTileQueueDepth slots. A slot holds the tile index
+// (full barrier: the taker's one arrival), read by the producer warps, which map it to its task
+// themselves, and the mapped tile (a TaskOfTile; mapped barrier: producer warp 0's one arrival
+// once it has mapped it), read by the consumer warps. The empty barrier takes one arrival per
+// warp of the CTA once it has read the slot.
 class TileQueue {
  public:
-  __device__ TileQueue(TaskOfTile* slots, uint64_t* full, uint64_t* empty)
-      : slots_(slots), full_(full), empty_(empty) {}
-  __device__ TaskOfTile* slot(int i) const { return slots_ + i; }
+  __device__ TileQueue(int32_t* tiles, TaskOfTile* mapped, uint64_t* full, uint64_t* mapped_full,
+                       uint64_t* empty)
+      : tiles_(tiles), mapped_(mapped), full_(full), mapped_full_(mapped_full), empty_(empty) {}
+  __device__ volatile int32_t* tile(int i) const { return tiles_ + i; }
+  __device__ TaskOfTile* mapped(int i) const { return mapped_ + i; }
   __device__ uint64_t* full(int i) const { return full_ + i; }
+  __device__ uint64_t* mapped_full(int i) const { return mapped_full_ + i; }
   __device__ uint64_t* empty(int i) const { return empty_ + i; }
 
  private:
-  TaskOfTile* slots_;
+  int32_t* tiles_;
+  TaskOfTile* mapped_;
   uint64_t* full_;
+  uint64_t* mapped_full_;
   uint64_t* empty_;
 };
 
@@ -107,13 +114,15 @@ class TileQueue {
 // order 1.06x, 0.34 ms; dev/kernel_notes.md, session 10).
 //
 // CTA b's first tile is b (no atomic on the way in); later ones are grid + the counter's old
-// value, taken by lane 0 of producer warp 0 (the taker) one tile ahead: at step s warp 0 maps
-// the tile taken during step s - 1, publishes it and takes the next. Every warp reads the slots
-// in order; a tile index past the last one ends the walk.
-// Mapping once per CTA instead of once per warp: each warp's own mapping (a chain of dependent
-// TilePrefix and task loads) cost the consumers 2-3k cycles between tiles with the tensor cores
-// idle (clock64 timeline, dev/kernel_notes.md session 11); the mapped tile is ready in the slot
-// long before the consumers finish the previous tile.
+// value, taken by producer thread 0 (the taker) one tile ahead: at step s it publishes the
+// tile it took during step s - 1 and takes the next. Every warp reads the slots in order; a
+// tile index past the last one ends the walk.
+// Who maps a tile to its task (a chain of dependent TilePrefix and task loads, ~2k cycles):
+// every producer warp for itself, right after the taker publishes (in parallel, as before), and
+// producer warp 0 for the consumers too, through the mapped slot. When the consumers mapped for
+// themselves, it cost them 2-3k cycles between tiles with the tensor cores idle; when only warp
+// 0 mapped and the other producer warps waited for it, the cp.async tiles ran 10% slower
+// (clock64 timelines, dev/kernel_notes.md session 11).
 // The counter (TaskMapHeader::next_tile) is 0 when the kernel starts, whoever wrote the plan.
 // Every CTA whose first tile exists takes exactly once past the end, so there are exactly
 // `tiles` takes in all (tiles - grid real ones and grid past the end, or tiles past the end when
@@ -129,9 +138,10 @@ class TileScheduler {
       : params_(params),
         queue_(queue),
         tiles_(total_tiles(params)),
-        publisher_(threadIdx.x < 32),
+        producer_(threadIdx.x < kThreadsPerWarpgroup),
+        mapper_(threadIdx.x < 32),
         taker_(threadIdx.x == 0) {
-    if (publisher_) {
+    if (taker_) {
       pending_ = static_cast<int32_t>(blockIdx.x);
       publish(0);
     }
@@ -139,12 +149,30 @@ class TileScheduler {
 
   // Warp-collective. False once the walk is over.
   __device__ __forceinline__ bool next(ScheduleStep& step) {
-    if (publisher_ && step_ >= 1) publish(step_);
     const int slot = step_ % kTileQueueDepth;
-    ptx::mbarrier_wait_parity(queue_.full(slot), static_cast<uint32_t>(step_ / kTileQueueDepth) & 1);
-    const TaskOfTile work = *queue_.slot(slot);
-    __syncwarp();
-    if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
+    const uint32_t parity = static_cast<uint32_t>(step_ / kTileQueueDepth) & 1;
+    TaskOfTile work{};
+    if (producer_) {
+      if (taker_ && !ended_ && step_ >= 1) publish(step_);
+      ptx::mbarrier_wait_parity(queue_.full(slot), parity);
+      const int32_t tile = *queue_.tile(slot);
+      __syncwarp();
+      if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
+      work.block = tile;
+      if (tile < tiles_) work = task_of_tile(params_, tile);
+      if (mapper_) {
+        if (taker_) {
+          *queue_.mapped(slot) = work;
+          ptx::mbarrier_arrive(queue_.mapped_full(slot));
+        }
+        __syncwarp();
+      }
+    } else {
+      ptx::mbarrier_wait_parity(queue_.mapped_full(slot), parity);
+      work = *queue_.mapped(slot);
+      __syncwarp();
+      if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
+    }
     ++step_;
     if (work.block >= tiles_) return false;
     step.work = work;
@@ -154,42 +182,33 @@ class TileScheduler {
   }
 
  private:
-  // Producer warp 0 (warp-collective): maps the taker's pending tile, writes it as step `step`'s
-  // slot, and has the taker take the next one. Once a CTA has published a tile past the end it
-  // publishes nothing more (its warps stop reading at that slot).
+  // Taker only: writes pending_ as step `step`'s tile, then takes the next one.
   __device__ __forceinline__ void publish(int32_t step) {
-    const bool ended = __shfl_sync(0xffffffffu, ended_, 0);
-    if (ended) return;
-    const int32_t tile = __shfl_sync(0xffffffffu, pending_, 0);
-    TaskOfTile work{};
-    work.block = tile;
-    if (tile < tiles_) work = task_of_tile(params_, tile);
     const int slot = step % kTileQueueDepth;
-    if (taker_) {
-      if (step >= kTileQueueDepth) {
-        // Every warp has read the slot's previous tile (step - kTileQueueDepth).
-        ptx::mbarrier_wait_parity(queue_.empty(slot),
-                                  static_cast<uint32_t>(step / kTileQueueDepth - 1) & 1);
-      }
-      *queue_.slot(slot) = work;
-      ptx::mbarrier_arrive(queue_.full(slot));
-      const int32_t grid = static_cast<int32_t>(gridDim.x);
-      if (tile < tiles_) {
-        pending_ = grid + atomicAdd(&params_.task_map.header->next_tile, 1);
-      } else {
-        ended_ = true;
-        if (step >= 1 && tile == grid + tiles_ - 1) params_.task_map.header->next_tile = 0;
-      }
+    if (step >= kTileQueueDepth) {
+      // Every warp has read the slot's previous tile (step - kTileQueueDepth), the consumers
+      // its mapped copy as well.
+      ptx::mbarrier_wait_parity(queue_.empty(slot),
+                                static_cast<uint32_t>(step / kTileQueueDepth - 1) & 1);
     }
-    __syncwarp();
+    *queue_.tile(slot) = pending_;
+    ptx::mbarrier_arrive(queue_.full(slot));
+    const int32_t grid = static_cast<int32_t>(gridDim.x);
+    if (pending_ < tiles_) {
+      pending_ = grid + atomicAdd(&params_.task_map.header->next_tile, 1);
+    } else {
+      ended_ = true;
+      if (step >= 1 && pending_ == grid + tiles_ - 1) params_.task_map.header->next_tile = 0;
+    }
   }
 
   const KernelParams& params_;
   TileQueue queue_;
   int32_t tiles_;
-  bool publisher_;  // producer warp 0: maps and publishes
-  bool taker_;      // its lane 0: takes from the counter, writes the slots
-  bool ended_ = false;  // taker: the last tile published was past the end
+  bool producer_;  // producer warpgroup: reads the tile index and maps it itself
+  bool mapper_;    // producer warp 0: its mapping is also the consumers'
+  bool taker_;     // producer thread 0: takes from the counter, writes the slots
+  bool ended_ = false;
   int32_t pending_ = 0;  // taker: the tile to publish next
   int32_t step_ = 0;
   int32_t previous_config_ = -1;

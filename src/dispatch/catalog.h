@@ -45,9 +45,10 @@ constexpr int32_t stage_bytes(const TileConfig& config) {
 }
 // The barrier area is sized for the deepest ring so that configs sharing one launch agree on it.
 inline constexpr int32_t kBarrierBytesPerStage = 16;  // one full + one empty mbarrier
-// The split-K verdict words (16 with the queue's alignment) and the tile queue: 4 slots of 32
-// bytes (a mapped tile) with a full and an empty mbarrier each (4 * 48).
-inline constexpr int32_t kSchedulerSharedBytes = 16 + 4 * 48;
+// The split-K verdict words (16 with the queue's alignment) and the tile queue: 4 slots of a
+// mapped tile (32 bytes) and a tile index (4) with a full, a mapped and an empty mbarrier each
+// (4 * 60).
+inline constexpr int32_t kSchedulerSharedBytes = 16 + 4 * 60;
 // Shared memory a config's launch needs besides the ring: epilogue staging plus the full/empty
 // mbarrier pairs (16 bytes per stage) and the scheduler's words and barriers.
 constexpr int32_t fixed_shared_bytes(int32_t consumer_warpgroups, int32_t stages) {
@@ -59,8 +60,8 @@ constexpr int32_t fixed_shared_bytes(int32_t consumer_warpgroups, int32_t stages
 // fields of `config` are read (its stages field is ignored).
 // Worked example, normal 128x256 k64 with 2 consumer warpgroups:
 //   stage  = (128 + 256) rows * 64 * 2 B = 49152 B
-//   budget = 232448 - 2 * 17408 (staging) - (16 * 8 + 208) (barriers, sized for 8 stages, and
-//            the scheduler's) = 197296 B  ->  floor(197296 / 49152) = 4 stages (the kernel's
+//   budget = 232448 - 2 * 17408 (staging) - (16 * 8 + 256) (barriers, sized for 8 stages, and
+//            the scheduler's) = 197248 B  ->  floor(197248 / 49152) = 4 stages (the kernel's
 //            config 0).
 // normal 128x128: 32768 B per stage -> 6; swapped 64x128: 24576 B -> 8 (the cap).
 constexpr int32_t derive_stages(const TileConfig& config) {

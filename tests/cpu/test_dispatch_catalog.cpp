@@ -123,7 +123,7 @@ TEST(DispatchCatalog, StageDerivationWorkedExample) {
   // normal 128x256, 2 warpgroups: 49152 B per stage; 232448 - 34816 - 216 = 197416 -> 4.
   const TileConfig large = shape_of(Orientation::kNormal, 128, 256, 2);
   EXPECT_EQ(stage_bytes(large), 49152);
-  EXPECT_EQ(fixed_shared_bytes(2, kCatalogMaxStages), 2 * 17408 + 16 * 8 + 208);
+  EXPECT_EQ(fixed_shared_bytes(2, kCatalogMaxStages), 2 * 17408 + 16 * 8 + 256);
   EXPECT_EQ(derive_stages(large), 4);
   // The builtin configs' stage counts are exactly what the derivation gives.
   EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 128, 128, 2)), 6);
@@ -141,7 +141,7 @@ TEST(DispatchCatalog, StageDerivationWorkedExample) {
 TEST(DispatchCatalog, SharedMemoryAndOccupancy) {
   TileConfig large = shape_of(Orientation::kNormal, 128, 256, 2);
   large.stages = 4;
-  EXPECT_EQ(shared_memory_bytes(large), 4 * 49152 + 2 * 17408 + 4 * 16 + 208);
+  EXPECT_EQ(shared_memory_bytes(large), 4 * 49152 + 2 * 17408 + 4 * 16 + 256);
   EXPECT_EQ(ctas_per_sm(large, 228 * 1024), 1);
   EXPECT_EQ(accumulator_registers(large), 128);
   // 128 rows per warpgroup x 256 features would need 256 accumulators per thread.
