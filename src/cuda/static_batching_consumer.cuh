@@ -133,7 +133,7 @@ __device__ void consumer_loop(const KernelParams& params, uint8_t* ring,
                               int consumer_wg, volatile int32_t* split_verdict,
                               const TileQueue& queue) {
   ConsumerCursor cursor;
-  TileScheduler<Set> schedule(params, queue);
+  TileScheduler<Set, kEpilogue> schedule(params, queue);
   ScheduleStep step;
   while (schedule.next(step)) {
     // Mirrors the producer's drain: the ring starts again at slot 0.

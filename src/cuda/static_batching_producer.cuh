@@ -234,7 +234,7 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
     if constexpr (kTokenRowsByTma) ptx::tma_prefetch_descriptor(&params.token_map);
   }
   ProducerCursor cursor;
-  TileScheduler<Set> schedule(params, queue);
+  TileScheduler<Set, kEpilogue> schedule(params, queue);
   ScheduleStep step;
   while (schedule.next(step)) {
     if (step.restart) cursor.drain<LaunchTraits<Set>::kMaxStages>(barriers);

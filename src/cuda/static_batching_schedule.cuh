@@ -82,10 +82,10 @@ struct ScheduleStep {
 };
 
 // Where a CTA's warps learn their next tile: kTileQueueDepth slots. A slot holds the tile index
-// (full barrier: the taker's one arrival), read by the producer warps, which map it to its task
-// themselves, and the mapped tile (a TaskOfTile; mapped barrier: producer warp 0's one arrival
-// once it has mapped it), read by the consumer warps. The empty barrier takes one arrival per
-// warp of the CTA once it has read the slot.
+// (full barrier: the taker's one arrival), which warps map to its task themselves, and, in GEMM2
+// launches, the mapped tile (a TaskOfTile; mapped barrier: producer warp 0's one arrival once it
+// has mapped it), which the consumer warps read instead (see TileScheduler). The empty barrier
+// takes one arrival per warp of the CTA once it has read the slot.
 class TileQueue {
  public:
   __device__ TileQueue(int32_t* tiles, TaskOfTile* mapped, uint64_t* full, uint64_t* mapped_full,
@@ -117,12 +117,17 @@ class TileQueue {
 // value, taken by producer thread 0 (the taker) one tile ahead: at step s it publishes the
 // tile it took during step s - 1 and takes the next. Every warp reads the slots in order; a
 // tile index past the last one ends the walk.
-// Who maps a tile to its task (a chain of dependent TilePrefix and task loads, ~2k cycles):
-// every producer warp for itself, right after the taker publishes (in parallel, as before), and
-// producer warp 0 for the consumers too, through the mapped slot. When the consumers mapped for
-// themselves, it cost them 2-3k cycles between tiles with the tensor cores idle; when only warp
-// 0 mapped and the other producer warps waited for it, the cp.async tiles ran 10% slower
-// (clock64 timelines, dev/kernel_notes.md session 11).
+// Who maps a tile to its task (a chain of dependent TilePrefix and task loads, ~2k cycles): every
+// producer warp for itself, right after the taker publishes. The consumers map for themselves
+// too, except in GEMM2 launches (kRouterWeighted), where producer warp 0 hands them its mapping
+// through the mapped slot. Measured with clock64 timelines (dev/kernel_notes.md session 11):
+// GEMM2's tiles are short (K = 768..1408 for the small-expert models) and stream both operands
+// by TMA; there the consumers' own mapping cost 2-3k cycles between tiles with the tensor cores
+// idle, and reading warp 0's mapping instead made GEMM2 7% faster (qwen3-30b-a3b, T = 8192). In
+// the launches whose token rows are gathered by cp.async (GEMM1, the grouped GEMM) the same
+// hand-off made the mainloop 25% slower (46k -> 58k cycles per seed004 tile, the producer's
+// stage issue slowing down), for a reason not yet understood, so there the consumers keep
+// mapping themselves.
 // The counter (TaskMapHeader::next_tile) is 0 when the kernel starts, whoever wrote the plan.
 // Every CTA whose first tile exists takes exactly once past the end, so there are exactly
 // `tiles` takes in all (tiles - grid real ones and grid past the end, or tiles past the end when
@@ -131,8 +136,10 @@ class TileQueue {
 // Example: 5 tiles, grid 4. CTAs 0-3 start on tiles 0-3 and take; the takes return counter 0..3,
 // i.e. tiles 4, 5, 6, 7: one CTA gets tile 4, the others 5, 6, 7 (past the end); then the CTA on
 // tile 4 takes counter 4 = tile 8 = grid + tiles - 1: the last take, which resets the counter.
-template <class Set>
+template <class Set, GemmEpilogue kEpilogue>
 class TileScheduler {
+  static constexpr bool kConsumersReadMapping = kEpilogue == GemmEpilogue::kRouterWeighted;
+
  public:
   __device__ __forceinline__ TileScheduler(const KernelParams& params, const TileQueue& queue)
       : params_(params),
@@ -152,7 +159,7 @@ class TileScheduler {
     const int slot = step_ % kTileQueueDepth;
     const uint32_t parity = static_cast<uint32_t>(step_ / kTileQueueDepth) & 1;
     TaskOfTile work{};
-    if (producer_) {
+    if (producer_ || !kConsumersReadMapping) {
       if (taker_ && !ended_ && step_ >= 1) publish(step_);
       ptx::mbarrier_wait_parity(queue_.full(slot), parity);
       const int32_t tile = *queue_.tile(slot);
@@ -160,14 +167,14 @@ class TileScheduler {
       if ((threadIdx.x & 31) == 0) ptx::mbarrier_arrive(queue_.empty(slot));
       work.block = tile;
       if (tile < tiles_) work = task_of_tile(params_, tile);
-      if (mapper_) {
+      if (kConsumersReadMapping && mapper_) {
         if (taker_) {
           *queue_.mapped(slot) = work;
           ptx::mbarrier_arrive(queue_.mapped_full(slot));
         }
         __syncwarp();
       }
-    } else {
+    } else {  // a consumer warp of a GEMM2 launch
       ptx::mbarrier_wait_parity(queue_.mapped_full(slot), parity);
       work = *queue_.mapped(slot);
       __syncwarp();
@@ -206,7 +213,7 @@ class TileScheduler {
   TileQueue queue_;
   int32_t tiles_;
   bool producer_;  // producer warpgroup: reads the tile index and maps it itself
-  bool mapper_;    // producer warp 0: its mapping is also the consumers'
+  bool mapper_;    // producer warp 0: in GEMM2 launches its mapping is also the consumers'
   bool taker_;     // producer thread 0: takes from the counter, writes the slots
   bool ended_ = false;
   int32_t pending_ = 0;  // taker: the tile to publish next
