@@ -212,7 +212,8 @@ class TileScheduler {
   const KernelParams& params_;
   TileQueue queue_;
   int32_t tiles_;
-  bool producer_;  // producer warpgroup: reads the tile index and maps it itself
+  bool producer_;  // producer warpgroup: maps the tile index itself (so do the consumers,
+                   // except in GEMM2 launches)
   bool mapper_;    // producer warp 0: in GEMM2 launches its mapping is also the consumers'
   bool taker_;     // producer thread 0: takes from the counter, writes the slots
   bool ended_ = false;
