@@ -218,8 +218,9 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
 
   // Shared memory: the ring (1024-byte aligned for the swizzle), the epilogue staging, the
   // full/empty barriers, one word per consumer warpgroup that broadcasts a split-K arrival's
-  // verdict, then the tile queue (mapped tiles, tile indices, full, mapped and empty barriers). The base must be 1024-byte
-  // aligned; the kernel declares it so and traps if the runtime ever hands out less.
+  // verdict, then the tile queue (mapped tiles, tile indices, full, mapped and empty barriers).
+  // The base must be 1024-byte aligned; the kernel declares it so and traps if the runtime ever
+  // hands out less.
   static constexpr int kRing = 0;
   static constexpr int kStaging = kRingBytes;
   static constexpr int kFullBarriers = kStaging + kStagingBytesPerWarpgroup * kConsumerWarpgroups;

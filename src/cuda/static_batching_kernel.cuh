@@ -3,10 +3,10 @@
 // generated catalog parts); the host-side launcher (static_batching.cu) only sees the
 // SetLaunchers table of static_batching_instances.h.
 //
-// One persistent launch (one CTA per SM): each CTA takes tiles in
-// order from a launch-wide counter (static_batching_schedule.cuh); each tile's task selects its
-// tile config (a switch over the set). Warpgroup 0 loads, the consumer warpgroups multiply and
-// store; they meet only at the stage ring's and the tile queue's mbarriers.
+// One persistent launch (one CTA per SM): each CTA takes tiles in order from a launch-wide
+// counter (static_batching_schedule.cuh); each tile's task selects its tile config (a switch
+// over the set). Warpgroup 0 loads, the consumer warpgroups multiply and store; they meet only
+// at the stage ring's and the tile queue's mbarriers.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,7 +1,8 @@
-// Which tile a CTA works on: a tile index taken in order from a launch-wide counter, mapped to
-// its task by the static batching paper's mapping (Algorithm 2, via core/task_mapping.h with a
-// real warp vote) in producer warp 0, and handed to the CTA's warps, task and all, through a
-// small queue in shared memory; then the tile's place inside its task.
+// Which tile a CTA works on: a tile index taken in order from a launch-wide counter and handed
+// to the CTA's warps through a small queue in shared memory, mapped to its task by the static
+// batching paper's mapping (Algorithm 2, via core/task_mapping.h with a real warp vote; GEMM2's
+// consumers read producer warp 0's mapping instead, see TileScheduler), then the tile's place
+// inside its task.
 #pragma once
 
 #include "core/task_mapping.h"

@@ -120,7 +120,7 @@ TEST(DispatchCatalog, CompileTimeTableEqualsTheList) {
 }
 
 TEST(DispatchCatalog, StageDerivationWorkedExample) {
-  // normal 128x256, 2 warpgroups: 49152 B per stage; 232448 - 34816 - 216 = 197416 -> 4.
+  // normal 128x256, 2 warpgroups: 49152 B per stage; 232448 - 34816 - 384 = 197248 -> 4.
   const TileConfig large = shape_of(Orientation::kNormal, 128, 256, 2);
   EXPECT_EQ(stage_bytes(large), 49152);
   EXPECT_EQ(fixed_shared_bytes(2, kCatalogMaxStages), 2 * 17408 + 16 * 8 + 256);
