@@ -18,17 +18,11 @@ namespace ramp {
 
 enum class Orientation : int8_t { kNormal = 0, kSwapped = 1 };
 
-// K depth of one pipeline stage in bf16 elements: 32, i.e. 64-byte rows in the 64-byte swizzle.
-// The ring's bytes are fixed by shared memory; a shallower stage means the consumers hold less
-// of it while their wgmma reads a stage, so more of it is in flight (the gathered GEMMs are
-// bound by bytes in flight per SM: dev/kernel_notes.md sessions 11 and 12).
-inline constexpr int16_t kStageKTile = 32;
-
 struct TileConfig {
   Orientation orientation = Orientation::kNormal;
   int16_t token_tile = 128;      // tokens per tile
   int16_t feature_tile = 128;    // output features per tile (GEMM1 fused: half gate, half up)
-  int16_t k_tile = kStageKTile;  // reduction depth per pipeline stage (bf16 elements)
+  int16_t k_tile = 64;           // reduction depth per pipeline stage (64 bf16 = one 128B row)
   int8_t stages = 4;             // shared-memory pipeline depth
   int8_t consumer_warpgroups = 2;
   int8_t group_m = 8;            // token blocks per L2 group (see tile_coord)

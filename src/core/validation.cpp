@@ -53,7 +53,7 @@ Status check_multiple_of_64(const char* name, int32_t value) {
   if (value < 1 || value % kDimensionMultiple != 0) {
     return {ErrorCode::kUnsupportedShape,
             std::string(name) + " = " + std::to_string(value) +
-                " must be a positive multiple of 64 (the kernels' tiling contract)"};
+                " must be a positive multiple of 64 (the kernels' 128-byte k-tile)"};
   }
   return Status::ok();
 }

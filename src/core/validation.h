@@ -14,9 +14,8 @@
 
 namespace ramp {
 
-// The tiling contract of the kernels: every reduction dimension is a whole number of 64 elements
-// (128 bytes: whole pipeline stages of any k depth the kernels use, 32 or 64), and every row
-// starts 16-byte aligned.
+// The tiling contract of the kernels: every reduction dimension is a whole number of 64-element
+// (128-byte) k-tiles, and every row starts 16-byte aligned.
 inline constexpr int32_t kDimensionMultiple = 64;
 
 // E >= 1, 1 <= k <= E, H and I positive multiples of 64.

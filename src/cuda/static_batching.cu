@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "core/validation.h"
 #include "cuda/cuda_check.h"
 #include "cuda/ptx/tma.h"
 #include "cuda/static_batching_common.cuh"
@@ -45,13 +44,13 @@ Status encode_weight_maps(const StaticBatchedGemm& gemm, KernelParams* params) {
       const uint64_t strides[4] = {row_bytes, intermediate * row_bytes, 8 * row_bytes,
                                    n * row_bytes};
       const uint32_t box[5] = {static_cast<uint32_t>(kKTile), 8, 2, feature_tile / 16, 1};
-      ok = ptx::encode_bf16_tile_map_swizzled(&params->weight_maps[index], gemm.w, 5, dims,
+      ok = ptx::encode_bf16_tile_map_swizzle128(&params->weight_maps[index], gemm.w, 5, dims,
                                                 strides, box);
     } else {
       const uint64_t dims[3] = {k, n, experts};
       const uint64_t strides[2] = {row_bytes, n * row_bytes};
       const uint32_t box[3] = {static_cast<uint32_t>(kKTile), feature_tile, 1};
-      ok = ptx::encode_bf16_tile_map_swizzled(&params->weight_maps[index], gemm.w, 3, dims,
+      ok = ptx::encode_bf16_tile_map_swizzle128(&params->weight_maps[index], gemm.w, 3, dims,
                                                 strides, box);
     }
     if (!ok) {
@@ -63,7 +62,7 @@ Status encode_weight_maps(const StaticBatchedGemm& gemm, KernelParams* params) {
   return Status::ok();
 }
 
-// `a` as a [rows, K] tensor read one row per copy (box kKTile x 1): hidden [T, K] for the gathers,
+// `a` as a [rows, K] tensor read one row per copy (box 64 x 1): hidden [T, K] for the gathers,
 // the intermediate [S, K] for GEMM2.
 Status encode_token_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   const int64_t slots = gemm.routing.num_slots;
@@ -72,7 +71,7 @@ Status encode_token_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   const uint64_t dims[2] = {static_cast<uint64_t>(gemm.in_features), static_cast<uint64_t>(rows)};
   const uint64_t strides[1] = {static_cast<uint64_t>(gemm.a_row_stride) * 2};
   const uint32_t box[2] = {static_cast<uint32_t>(kKTile), 1};
-  if (!ptx::encode_bf16_tile_map_swizzled(&params->token_map, gemm.a, 2, dims, strides, box)) {
+  if (!ptx::encode_bf16_tile_map_swizzle128(&params->token_map, gemm.a, 2, dims, strides, box)) {
     return invalid(ErrorCode::kCudaError,
                    "cuTensorMapEncodeTiled rejected the token rows (a) or no driver entry point");
   }
@@ -86,7 +85,7 @@ Status encode_row_box_map(const StaticBatchedGemm& gemm, KernelParams* params) {
   const uint64_t dims[2] = {static_cast<uint64_t>(gemm.in_features), static_cast<uint64_t>(rows)};
   const uint64_t strides[1] = {static_cast<uint64_t>(gemm.a_row_stride) * 2};
   const uint32_t box[2] = {static_cast<uint32_t>(kKTile), static_cast<uint32_t>(kRowBoxRows)};
-  if (!ptx::encode_bf16_tile_map_swizzled(&params->row_box_map, gemm.a, 2, dims, strides, box)) {
+  if (!ptx::encode_bf16_tile_map_swizzle128(&params->row_box_map, gemm.a, 2, dims, strides, box)) {
     return invalid(ErrorCode::kCudaError,
                    "cuTensorMapEncodeTiled rejected the sorted token rows (a) or no driver entry "
                    "point; rows=" + std::to_string(rows) + " K=" + std::to_string(gemm.in_features));
@@ -104,8 +103,8 @@ Status encode_sorted_output_maps(const StaticBatchedGemm& gemm, int32_t columns,
   const uint32_t box[2] = {static_cast<uint32_t>(kStoreBoxColumns),
                            static_cast<uint32_t>(kStoreBoxRows)};
   const uint32_t row[2] = {static_cast<uint32_t>(kStoreBoxColumns), 1};
-  if (!ptx::encode_bf16_tile_map_swizzled(&params->out_box_map, gemm.out, 2, dims, strides, box) ||
-      !ptx::encode_bf16_tile_map_swizzled(&params->out_row_map, gemm.out, 2, dims, strides, row)) {
+  if (!ptx::encode_bf16_tile_map_swizzle128(&params->out_box_map, gemm.out, 2, dims, strides, box) ||
+      !ptx::encode_bf16_tile_map_swizzle128(&params->out_row_map, gemm.out, 2, dims, strides, row)) {
     return invalid(ErrorCode::kCudaError,
                    "cuTensorMapEncodeTiled rejected the sorted-row output or no driver entry "
                    "point; rows=" + std::to_string(rows) + " columns=" + std::to_string(columns) +
@@ -203,11 +202,10 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
   if (gemm.max_total_tiles <= 0) return Status::ok();
   detail::SetLaunchers launchers;
   RAMP_TRY(detail::find_launchers(gemm.configs, gemm.num_configs, &launchers));
-  static_assert(kDimensionMultiple % detail::kKTile == 0, "K cuts into whole stages");
-  if (gemm.in_features <= 0 || gemm.in_features % kDimensionMultiple != 0) {
+  if (gemm.in_features <= 0 || gemm.in_features % detail::kKTile != 0) {
     return invalid(ErrorCode::kUnsupportedShape,
                    "in_features K=" + std::to_string(gemm.in_features) +
-                       " must be a positive multiple of " + std::to_string(kDimensionMultiple));
+                       " must be a positive multiple of 64");
   }
   {
     const TileConfig* set = gemm.configs != nullptr ? gemm.configs : dispatch::kBuiltinConfigs;
@@ -216,8 +214,7 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
       if (!dispatch::split_divides_depth(set[c], gemm.in_features)) {
         return invalid(ErrorCode::kUnsupportedShape,
                        "config '" + set[c].to_string() + "' splits K into " +
-                           std::to_string(set[c].split_k) + ", which does not divide K/" +
-                           std::to_string(detail::kKTile) + " = " +
+                           std::to_string(set[c].split_k) + ", which does not divide K/64 = " +
                            std::to_string(gemm.in_features / detail::kKTile));
       }
     }

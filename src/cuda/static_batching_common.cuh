@@ -46,19 +46,9 @@ inline constexpr bool kTokenRowsByTma = false;
 inline constexpr int kTileQueueDepth = 4;
 inline constexpr int kTileQueueSlotBytes = 32;
 
-// A stage holds kKTile k of every tile row: one smem row of kStageRowBytes per tile row, stored
-// with the swizzle of that width (TMA's SWIZZLE_64B for 64-byte rows, the wgmma descriptors'
-// matching layout), 8-row atoms of kStageAtomBytes.
-inline constexpr int kKTile = kStageKTile;
-inline constexpr int kStageRowBytes = kKTile * 2;
-inline constexpr int kStageChunksPerRow = kStageRowBytes / 16;
-inline constexpr int kStageAtomBytes = 8 * kStageRowBytes;
-static_assert(kStageRowBytes == 64 || kStageRowBytes == 128,
-              "stage rows are one 64- or 128-byte swizzle span");
-// The epilogue's staged store boxes are 128-byte rows in the 128-byte swizzle; the shared
-// memory base is aligned to their 1024-byte atom (which also aligns every stage atom).
-inline constexpr int kBoxRowBytes = 128;
-inline constexpr int kBoxAtomBytes = 8 * kBoxRowBytes;
+inline constexpr int kKTile = 64;             // bf16 elements per 128-byte swizzled row
+inline constexpr int kRowBytes = kKTile * 2;  // one smem row of a stage
+inline constexpr int kSwizzleAtomBytes = 1024;  // 8 rows x 128 bytes
 
 // Weight tensor maps are built per feature tile (the TMA box height); index by feature tile.
 inline constexpr int kNumWeightMaps = 3;
@@ -127,43 +117,31 @@ struct ConfigTraits {
   static constexpr int kAccumulators = kRowBlocks * kAccumulatorsPerBlock;
   using Accumulators = float[kRowBlocks][kAccumulatorsPerBlock];
 
-  static constexpr int kWeightStageBytes = kFeatureTile * kStageRowBytes;
-  static constexpr int kTokenStageBytes = kTokenTile * kStageRowBytes;
+  static constexpr int kWeightStageBytes = kFeatureTile * kRowBytes;
+  static constexpr int kTokenStageBytes = kTokenTile * kRowBytes;
   static constexpr int kStageBytes = kWeightStageBytes + kTokenStageBytes;
   static constexpr int kRingBytes = kStageBytes * kStages;
 
   static_assert(kIndex >= 0 && kIndex < dispatch::kCatalogSize, "not a catalog index");
   static_assert(dispatch::is_issuable(kTile), "the catalog only lists issuable configs");
   static_assert(kStages == dispatch::derive_stages(kTile), "stages are derived from smem");
-  static_assert(kTile.k_tile == kKTile, "stages hold one swizzled kStageRowBytes row per tile row");
+  static_assert(kTile.k_tile == kKTile, "stages hold one 128-byte swizzled row per tile row");
   static_assert(kFeatureTile == weight_map_feature_tile(kWeightMap), "no tensor map for this box");
   static_assert(kRowBlocks == 1 || kRowBlocks == 2);
   static_assert(!kSwapped || kRowBlocks == 1, "swapped tiles give each warpgroup 64 weight rows");
   static_assert(kFeatureTile % 16 == 0, "GEMM1 interleaves gate/up rows in blocks of 8");
-  static_assert(kWeightStageBytes % kStageAtomBytes == 0 && kTokenStageBytes % kStageAtomBytes == 0,
-                "each operand tile must start on a swizzle atom");
+  static_assert(kWeightStageBytes % kSwizzleAtomBytes == 0 &&
+                    kTokenStageBytes % kSwizzleAtomBytes == 0,
+                "each operand tile must start on a 1024-byte swizzle atom");
   static_assert(kTokenTile % 8 == 0, "token rows fill whole swizzle atoms");
 };
 
-// Offset of 16-byte chunk `chunk` of row `row` in a tile of kRowBytes-wide rows stored with the
-// swizzle of that width, the pattern TMA's SWIZZLE_64B / SWIZZLE_128B write and the wgmma
-// descriptors read: address bits [4, 7) (or [4, 6)) XOR bits [7, 10) (or [7, 9)), i.e.
-//   128-byte rows: chunk ^ (row mod 8)        64-byte rows: chunk ^ ((row / 2) mod 4).
-// Example, 64-byte rows: row 5, chunk 1 -> 5 * 64 + ((1 ^ 2) << 4) = 368.
-template <int kRowBytes>
-RAMP_HOST_DEVICE constexpr uint32_t swizzled_chunk_offset(int row, int chunk) {
-  static_assert(kRowBytes == 64 || kRowBytes == 128);
-  const uint32_t linear = static_cast<uint32_t>(row * kRowBytes + chunk * 16);
-  return linear ^ (((linear >> 7) & (kRowBytes / 16 - 1)) << 4);
+// 16-byte chunk `chunk` of row `row` in a 128-byte-swizzled tile (the pattern TMA's
+// SWIZZLE_128B reads and writes and the wgmma descriptors read: chunk index XOR row mod 8).
+// The producer's cp.async gather writes it; GEMM1's epilogue stages its boxes in it.
+__device__ __forceinline__ uint32_t swizzled_chunk_offset(int row, int chunk) {
+  return static_cast<uint32_t>(row * kRowBytes + ((chunk ^ (row & 7)) << 4));
 }
-// The cp.async gather writes stage rows with it; GEMM1's epilogue stages its boxes with it.
-RAMP_HOST_DEVICE constexpr uint32_t stage_chunk_offset(int row, int chunk) {
-  return swizzled_chunk_offset<kStageRowBytes>(row, chunk);
-}
-RAMP_HOST_DEVICE constexpr uint32_t box_chunk_offset(int row, int chunk) {
-  return swizzled_chunk_offset<kBoxRowBytes>(row, chunk);
-}
-static_assert(swizzled_chunk_offset<64>(5, 1) == 368 && swizzled_chunk_offset<128>(5, 1) == 704);
 
 // Shared-memory address of ring slot `stage` for config kConfig: a config's stages start at the
 // ring's base, kStageBytes apart (weight tile first, then the token tile). Producer and
@@ -205,8 +183,8 @@ static_assert(kStagingRowStride % 16 == 0, "16-byte copies need 16-byte aligned 
 inline constexpr int kStoreBoxRows = 64;
 inline constexpr int kStoreBoxColumns = 64;
 inline constexpr int kStoreBoxBytes = kStoreBoxRows * kStoreBoxColumns * 2;
-static_assert(kStoreBoxColumns * 2 == kBoxRowBytes, "a box row is one swizzled 128-byte row");
-static_assert(kStagingBytesPerWarpgroup % kBoxAtomBytes == 0,
+static_assert(kStoreBoxColumns * 2 == kRowBytes, "a box row is one swizzled 128-byte row");
+static_assert(kStagingBytesPerWarpgroup % kSwizzleAtomBytes == 0,
               "each warpgroup's staging starts on a swizzle atom (the boxes' swizzle follows "
               "the shared-memory address)");
 
@@ -275,8 +253,8 @@ struct LaunchTraits<ConfigSet<kIndices...>> {
                         kLaunchRegisters * kThreads,
                 "setmaxnreg budgets must fit the registers the CTA was launched with");
 
-  static_assert(kRing % kBoxAtomBytes == 0);
-  static_assert(kStaging % kBoxAtomBytes == 0,
+  static_assert(kRing % kSwizzleAtomBytes == 0);
+  static_assert(kStaging % kSwizzleAtomBytes == 0,
                 "bulk copies need 16-byte aligned rows; swizzled store boxes 1024-byte ones");
   static_assert(kFullBarriers % 8 == 0, "mbarriers are 8-byte objects");
   static_assert(kTileQueueMapped % 16 == 0, "mapped tiles are copied with 16-byte accesses");

@@ -1,7 +1,6 @@
 // Consumer warpgroups: wgmma over the stage ring, then (after split-K's reduction) the epilogue.
 //
-// Both operands are K-major, swizzled as their kStageRowBytes rows (static_batching_common.cuh),
-// so one smem layout serves both orientations:
+// Both operands are K-major, 128-byte swizzled, so one smem layout serves both orientations:
 //   normal : A = token tile (this warpgroup's 64 or 128 rows, one wgmma per 64-row block),
 //            B = weight tile (N = feature_tile)
 //   swapped: A = weight tile (this warpgroup's 64 rows), B = token tile (N = token_tile)
@@ -28,7 +27,7 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
                                              volatile int32_t* split_verdict) {
   using Traits = ConfigTraits<kConfig>;
   using Mma = ptx::Wgmma<Traits::kMmaN>;
-  constexpr uint32_t kRowBlockBytes = 64 * kStageRowBytes;
+  constexpr uint32_t kRowBlockBytes = 64 * kRowBytes;
 
   const TileExtent extent = tile_extent<kConfig>(params, work);
   const bool lane_leader = (threadIdx.x & 31) == 0;
@@ -72,7 +71,7 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     const uint32_t a_base = (Traits::kSwapped ? weight_base : token_base) +
                             static_cast<uint32_t>(consumer_wg * Traits::kRowBlocks) * kRowBlockBytes;
     const uint32_t b_base = Traits::kSwapped ? token_base : weight_base;
-    const uint64_t desc_b = ptx::make_smem_desc_k_major_swizzled<kStageRowBytes>(b_base);
+    const uint64_t desc_b = ptx::make_smem_desc_k_major_swizzle128(b_base);
 
 #pragma unroll
     for (int r = 0; r < Traits::kRowBlocks; ++r) {
@@ -82,8 +81,8 @@ __device__ __forceinline__ void consume_tile(const KernelParams& params, uint8_t
     ptx::wgmma_fence();
 #pragma unroll
     for (int r = 0; r < Traits::kRowBlocks; ++r) {
-      const uint64_t desc_a = ptx::make_smem_desc_k_major_swizzled<kStageRowBytes>(
-          a_base + static_cast<uint32_t>(r) * kRowBlockBytes);
+      const uint64_t desc_a =
+          ptx::make_smem_desc_k_major_swizzle128(a_base + static_cast<uint32_t>(r) * kRowBlockBytes);
 #pragma unroll
       for (int k16 = 0; k16 < kKTile / 16; ++k16) {
         // +32 bytes per 16 elements of k, in units of 16 bytes in the descriptor's address field.

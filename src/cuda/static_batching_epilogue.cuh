@@ -314,7 +314,7 @@ __device__ __forceinline__ void store_tile_silu_boxes(
   // Output column 8c + column_in_pair (c: 8-column block): box c / 8, 16-byte chunk c % 8.
   auto staged_pair = [&](int c, int row) -> __nv_bfloat162* {
     const uint32_t offset = static_cast<uint32_t>((c / 8) * kStoreBoxBytes) +
-                            box_chunk_offset(row, c % 8) +
+                            swizzled_chunk_offset(row, c % 8) +
                             static_cast<uint32_t>(column_in_pair * 2);
     return reinterpret_cast<__nv_bfloat162*>(staging + offset);
   };
@@ -358,7 +358,7 @@ __device__ __forceinline__ void store_tile_silu_boxes(
         if (column < column_limit) {
           ptx::tma_store_2d(&params.out_row_map,
                             staging_base + static_cast<uint32_t>(box * kStoreBoxBytes +
-                                                                 thread * kBoxRowBytes),
+                                                                 thread * kRowBytes),
                             column, first_sorted_row + thread);
         }
       }

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
     static_batched_gemm_kernel(const __grid_constant__ KernelParams params) {
   using Launch = LaunchTraits<Set>;
   extern __shared__ __align__(1024) uint8_t shared[];
-  if ((ptx::smem_address(shared) & (kBoxAtomBytes - 1)) != 0) __trap();
+  if ((ptx::smem_address(shared) & (kSwizzleAtomBytes - 1)) != 0) __trap();
   uint8_t* ring = shared + Launch::kRing;
   const StageBarriers barriers(reinterpret_cast<uint64_t*>(shared + Launch::kFullBarriers),
                                reinterpret_cast<uint64_t*>(shared + Launch::kEmptyBarriers));

@@ -1,5 +1,5 @@
 // Producer warpgroup: fills the stage ring. Per k-block of a tile, one elected thread sends
-// the weight tile by TMA (box kKTile k x feature_tile rows, swizzled; GEMM1 uses the 5-D
+// the weight tile by TMA (box 64 k x feature_tile rows, 128-byte swizzle; GEMM1 uses the 5-D
 // map that interleaves gate and up rows in blocks of 8), and all 128 threads gather the token
 // rows with 16-byte cp.async into the same swizzled layout, completing on the stage's full
 // barrier through cp.async.mbarrier.arrive.noinc. GEMM2's token rows are consecutive (sorted
@@ -65,7 +65,7 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
   const bool loads_row = thread < extent.valid_rows;
   const int32_t a_row = loads_row ? a_row_of<kEpilogue>(params, extent.first_row + thread) : 0;
   const uint32_t stage_bytes =
-      Traits::kWeightStageBytes + static_cast<uint32_t>(extent.valid_rows) * kStageRowBytes;
+      Traits::kWeightStageBytes + static_cast<uint32_t>(extent.valid_rows) * kRowBytes;
 
   const int k_end = extent.first_k_block + extent.k_blocks;
   for (int k_block = extent.first_k_block; k_block < k_end; ++k_block) {
@@ -78,7 +78,7 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
                                             k_block * kKTile);
     }
     if (loads_row) {
-      ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kStageRowBytes,
+      ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kRowBytes,
                        &params.token_map, full, k_block * kKTile, a_row);
     }
     arrive_for_warp(full);
@@ -87,8 +87,8 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
 }
 
 // Where a producer thread's gathered rows start: 64-bit pointers for up to 8 rows per thread
-// (tiles of <= 256 rows with 64-byte stage rows; the address of a k-block is one add), 32-bit
-// row indices beyond (16 pointers would not fit the producer's 64 registers; each k-block then
+// (tiles of <= 128 rows; the address of a k-block is one add), 32-bit row indices beyond
+// (256-row tiles: 16 pointers would not fit the producer's 64 registers; each k-block then
 // pays a multiply per row). Null / -1: the row is past the task's end.
 template <int kRows, bool kCompact = (kRows > 8)>
 struct GatheredRows;
@@ -114,9 +114,8 @@ struct GatheredRows<kRows, true> {
   }
 };
 
-// cp.async token rows: the kStageChunksPerRow threads c r'.. c r' + c - 1 copy the 16-byte chunks
-// of a row (coalesced reads of its kStageRowBytes); rows step by 128 / c (32 for 64-byte rows).
-// Completion through cp.async.mbarrier.arrive.noinc.
+// cp.async token rows: threads 8r'..8r'+7 copy the 8 chunks of a row (coalesced 128-byte row
+// reads); rows step by 16. Completion through cp.async.mbarrier.arrive.noinc.
 template <int kConfig, GemmEpilogue kEpilogue>
 __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& params,
                                                            uint8_t* ring,
@@ -124,13 +123,13 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
                                                            ProducerCursor& cursor,
                                                            const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
-  constexpr int kRowStep = kThreadsPerWarpgroup / kStageChunksPerRow;
+  constexpr int kRowStep = kThreadsPerWarpgroup / 8;
   constexpr int kRowsPerThread = (Traits::kTokenTile + kRowStep - 1) / kRowStep;
 
   const TileExtent extent = tile_extent<kConfig>(params, work);
   const int thread = static_cast<int>(threadIdx.x);
-  const int chunk = thread % kStageChunksPerRow;
-  const int first_row_of_thread = thread / kStageChunksPerRow;
+  const int chunk = thread & 7;
+  const int first_row_of_thread = thread >> 3;
 
   GatheredRows<kRowsPerThread> rows;
 #pragma unroll
@@ -157,7 +156,7 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
       if (row < Traits::kTokenTile) {
         // Rows past the task's end are zero-filled (their source is never read).
         const bool past_end = rows.past_end(j);
-        ptx::cp_async_16(token_base + stage_chunk_offset(row, chunk),
+        ptx::cp_async_16(token_base + swizzled_chunk_offset(row, chunk),
                          past_end ? params.a : rows.at(j, params, chunk, k_block), past_end);
       }
     }
@@ -182,12 +181,12 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
                                                        const TaskOfTile& work) {
   using Traits = ConfigTraits<kConfig>;
   static_assert(token_rows_by_box(kEpilogue, Traits::kTokenTile));
-  static_assert((kRowBoxRows * kStageRowBytes) % kStageAtomBytes == 0,
+  static_assert((kRowBoxRows * kRowBytes) % kSwizzleAtomBytes == 0,
                 "each row box starts on a swizzle atom, so its rows swizzle as the tile's");
   const TileExtent extent = tile_extent<kConfig>(params, work);
   const int boxes = (extent.valid_rows + kRowBoxRows - 1) / kRowBoxRows;
   const uint32_t stage_bytes =
-      Traits::kWeightStageBytes + static_cast<uint32_t>(boxes * kRowBoxRows * kStageRowBytes);
+      Traits::kWeightStageBytes + static_cast<uint32_t>(boxes * kRowBoxRows * kRowBytes);
   const bool elected = threadIdx.x == 0;
 
   const int k_end = extent.first_k_block + extent.k_blocks;
@@ -201,7 +200,7 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
                                             k_block * kKTile);
       const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
       for (int box = 0; box < boxes; ++box) {
-        ptx::tma_load_2d(token_base + static_cast<uint32_t>(box * kRowBoxRows * kStageRowBytes),
+        ptx::tma_load_2d(token_base + static_cast<uint32_t>(box * kRowBoxRows * kRowBytes),
                          &params.row_box_map, full, k_block * kKTile,
                          extent.first_row + box * kRowBoxRows);
       }

@@ -14,13 +14,13 @@
 namespace ramp::dispatch {
 
 inline constexpr TileConfig kBuiltinConfigs[] = {
-    // orientation           tokens features k            stages wgs group splitk
-    {Orientation::kNormal,   128,   256,     kStageKTile, 8,  2,  8,    1},  // 0: busy experts
-    {Orientation::kNormal,   128,   128,     kStageKTile, 12, 2,  8,    1},  // 1: mid experts
-    {Orientation::kSwapped,  64,    128,     kStageKTile, 16, 2,  8,    1},  // 2: 33..64 tokens
-    {Orientation::kSwapped,  32,    128,     kStageKTile, 16, 2,  8,    1},  // 3: 17..32 tokens
-    {Orientation::kSwapped,  16,    128,     kStageKTile, 16, 2,  8,    1},  // 4: 9..16 tokens
-    {Orientation::kSwapped,  8,     128,     kStageKTile, 16, 2,  8,    1},  // 5: 1..8 (decode)
+    // orientation           tokens features k  stages wgs group splitk
+    {Orientation::kNormal,   128,   256,     64, 4,     2,  8,    1},  // 0: busy experts
+    {Orientation::kNormal,   128,   128,     64, 6,     2,  8,    1},  // 1: mid experts, more tiles
+    {Orientation::kSwapped,  64,    128,     64, 8,     2,  8,    1},  // 2: 33..64 tokens
+    {Orientation::kSwapped,  32,    128,     64, 8,     2,  8,    1},  // 3: 17..32 tokens
+    {Orientation::kSwapped,  16,    128,     64, 8,     2,  8,    1},  // 4: 9..16 tokens
+    {Orientation::kSwapped,  8,     128,     64, 8,     2,  8,    1},  // 5: 1..8 tokens (decode)
 };
 inline constexpr int32_t kNumBuiltinConfigs =
     static_cast<int32_t>(sizeof(kBuiltinConfigs) / sizeof(kBuiltinConfigs[0]));

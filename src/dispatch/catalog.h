@@ -18,11 +18,10 @@ inline constexpr int32_t kMaxSharedBytesPerBlock = 227 * 1024;
 // The kernel's epilogue staging: each consumer warpgroup stages 64 output rows of 256 bytes
 // plus 16 bytes of bank padding (static_batching_common.cuh static_asserts the two agree).
 inline constexpr int32_t kEpilogueStagingBytesPerWarpgroup = 64 * (256 + 16);
-// Fewer than 2 stages cannot overlap a load with an MMA. The cap of 16 (of 32-deep stages) lets
-// the small tiles keep ~200 KB in their ring like the 128x256 tile's 8 stages; the kernel's
-// barrier area is sized for it (16 bytes per stage).
+// Fewer than 2 stages cannot overlap a load with an MMA; beyond 8 the latency is already hidden
+// and the kernel's barrier area is sized for 8.
 inline constexpr int32_t kCatalogMinStages = 2;
-inline constexpr int32_t kCatalogMaxStages = 16;
+inline constexpr int32_t kCatalogMaxStages = 8;
 // fp32 accumulator registers per consumer thread that still leave room for addressing and the
 // epilogue inside the 216-register consumer budget (a 64x256 wgmma: 64*256/128 = 128).
 inline constexpr int32_t kMaxAccumulatorRegisters = 128;
@@ -59,12 +58,12 @@ constexpr int32_t fixed_shared_bytes(int32_t consumer_warpgroups, int32_t stages
 // Pipeline depth that fills the shared memory left after the fixed part, capped to
 // [kCatalogMinStages, kCatalogMaxStages]; 0 when not even kCatalogMinStages fit. Only the shape
 // fields of `config` are read (its stages field is ignored).
-// Worked example, normal 128x256 k32 with 2 consumer warpgroups:
-//   stage  = (128 + 256) rows * 32 * 2 B = 24576 B
-//   budget = 232448 - 2 * 17408 (staging) - (16 * 16 + 256) (barriers, sized for 16 stages,
-//            and the scheduler's) = 197120 B  ->  floor(197120 / 24576) = 8 stages (the
-//            kernel's config 0).
-// normal 128x128: 16384 B per stage -> 12; swapped 64x128: 12288 B -> 16 (the cap).
+// Worked example, normal 128x256 k64 with 2 consumer warpgroups:
+//   stage  = (128 + 256) rows * 64 * 2 B = 49152 B
+//   budget = 232448 - 2 * 17408 (staging) - (16 * 8 + 256) (barriers, sized for 8 stages, and
+//            the scheduler's) = 197248 B  ->  floor(197248 / 49152) = 4 stages (the kernel's
+//            config 0).
+// normal 128x128: 32768 B per stage -> 6; swapped 64x128: 24576 B -> 8 (the cap).
 constexpr int32_t derive_stages(const TileConfig& config) {
   const int32_t budget =
       kMaxSharedBytesPerBlock - fixed_shared_bytes(config.consumer_warpgroups, kCatalogMaxStages);
@@ -98,7 +97,7 @@ int32_t ctas_per_sm(const TileConfig& config, int64_t shared_bytes_per_sm);
 // 128 rows of the MMA M side, MMA N is a multiple of 8 in [8, 256], accumulators fit the budget.
 constexpr bool is_issuable(const TileConfig& config) {
   if (config.consumer_warpgroups < 1 || config.consumer_warpgroups > 2) return false;
-  if (config.k_tile != kStageKTile || config.split_k < 1 || config.group_m < 1) return false;
+  if (config.k_tile != 64 || config.split_k < 1 || config.group_m < 1) return false;
   const int32_t m_side =
       config.orientation == Orientation::kNormal ? config.token_tile : config.feature_tile;
   if (m_side % config.consumer_warpgroups != 0) return false;
@@ -146,7 +145,7 @@ constexpr void add_variants(TileConfig shape, const int8_t (&groups)[kGroups], C
 constexpr CatalogTable build_catalog_table() {
   CatalogTable table;
   TileConfig shape;
-  shape.k_tile = kStageKTile;
+  shape.k_tile = 64;
   // Normal orientation: tokens on MMA M (64 or 128 rows per consumer warpgroup), weight rows
   // on MMA N. 10 shapes x (3 groups + 2 splits) = 50 entries.
   shape.orientation = Orientation::kNormal;

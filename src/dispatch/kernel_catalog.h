@@ -37,7 +37,7 @@ constexpr TileConfig shape(Orientation orientation, int16_t tokens, int16_t feat
   config.orientation = orientation;
   config.token_tile = tokens;
   config.feature_tile = features;
-  config.k_tile = kStageKTile;
+  config.k_tile = 64;
   config.consumer_warpgroups = warpgroups;
   config.group_m = group;
   config.split_k = split;

@@ -20,7 +20,7 @@ TileConfig make_config(Orientation orientation, int32_t tokens, int32_t features
   config.orientation = orientation;
   config.token_tile = static_cast<int16_t>(tokens);
   config.feature_tile = static_cast<int16_t>(features);
-  config.k_tile = kStageKTile;
+  config.k_tile = 64;
   config.consumer_warpgroups = static_cast<int8_t>(warpgroups);
   config.group_m = static_cast<int8_t>(group);
   config.split_k = static_cast<int8_t>(split);
@@ -228,7 +228,7 @@ RegionSelection select_by_regions(const GemmShape& shape, std::span<const int32_
   verdicts.waves_before_split = static_cast<double>(tiles) / ctas;
 
   // 2. Split-K for the whole grid: it is a few-wave remedy, so it applies to every task.
-  const int32_t k_depth = shape.in_features / kStageKTile;
+  const int32_t k_depth = shape.in_features / 64;
   if (tiles > 0 && split_k_helps(verdicts.waves_before_split, k_depth, deepest_ring)) {
     verdicts.split_k_factor = choose_split_k(tiles, ctas, k_depth, deepest_ring);
     verdicts.split_k = verdicts.split_k_factor > 1;

@@ -16,7 +16,7 @@ TileConfig shape_of(Orientation orientation, int tokens, int features, int warpg
   config.orientation = orientation;
   config.token_tile = static_cast<int16_t>(tokens);
   config.feature_tile = static_cast<int16_t>(features);
-  config.k_tile = kStageKTile;
+  config.k_tile = 64;
   config.consumer_warpgroups = static_cast<int8_t>(warpgroups);
   config.stages = 0;  // derive_stages ignores it
   return config;
@@ -42,7 +42,7 @@ TEST(DispatchCatalog, EveryEntryIsIssuableWithDerivedStages) {
     EXPECT_TRUE(is_issuable(c)) << c.to_string();
     EXPECT_EQ(c.stages, derive_stages(c)) << c.to_string();
     EXPECT_LE(shared_memory_bytes(c), kMaxSharedBytesPerBlock) << c.to_string();
-    EXPECT_EQ(c.k_tile, kStageKTile);
+    EXPECT_EQ(c.k_tile, 64);
     if (c.orientation == Orientation::kNormal) {
       // Normal: tokens are the MMA M side, 64 (or 128) rows per consumer warpgroup.
       EXPECT_TRUE(c.token_tile == 64 * c.consumer_warpgroups ||
@@ -120,20 +120,19 @@ TEST(DispatchCatalog, CompileTimeTableEqualsTheList) {
 }
 
 TEST(DispatchCatalog, StageDerivationWorkedExample) {
-  // normal 128x256 k32, 2 warpgroups: 24576 B per stage; 232448 - 34816 - 512 = 197120 -> 8.
-  static_assert(kStageKTile == 32, "the numbers below are for 32-deep stages");
+  // normal 128x256, 2 warpgroups: 49152 B per stage; 232448 - 34816 - 384 = 197248 -> 4.
   const TileConfig large = shape_of(Orientation::kNormal, 128, 256, 2);
-  EXPECT_EQ(stage_bytes(large), 24576);
-  EXPECT_EQ(fixed_shared_bytes(2, kCatalogMaxStages), 2 * 17408 + 16 * 16 + 256);
-  EXPECT_EQ(derive_stages(large), 8);
+  EXPECT_EQ(stage_bytes(large), 49152);
+  EXPECT_EQ(fixed_shared_bytes(2, kCatalogMaxStages), 2 * 17408 + 16 * 8 + 256);
+  EXPECT_EQ(derive_stages(large), 4);
   // The builtin configs' stage counts are exactly what the derivation gives.
-  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 128, 128, 2)), 12);
-  EXPECT_EQ(derive_stages(shape_of(Orientation::kSwapped, 64, 128, 2)), 16);
-  EXPECT_EQ(derive_stages(shape_of(Orientation::kSwapped, 8, 128, 2)), 16);  // 22 fit, capped
-  // 1 warpgroup frees 17408 B of staging: 64x256 -> 214528 / 20480 = 10.
-  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 64, 256, 1)), 10);
+  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 128, 128, 2)), 6);
+  EXPECT_EQ(derive_stages(shape_of(Orientation::kSwapped, 64, 128, 2)), 8);
+  EXPECT_EQ(derive_stages(shape_of(Orientation::kSwapped, 8, 128, 2)), 8);  // 11 fit, capped
+  // 1 warpgroup frees 17408 B of staging: 64x256 -> 214904 / 40960 = 5.
+  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 64, 256, 1)), 5);
   // A stage too big for two copies: 0 (not issuable).
-  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 1024, 1024, 2)), 0);
+  EXPECT_EQ(derive_stages(shape_of(Orientation::kNormal, 512, 512, 2)), 0);
   for (int32_t b = 0; b < kNumBuiltinConfigs; ++b) {
     EXPECT_EQ(derive_stages(kBuiltinConfigs[b]), kBuiltinConfigs[b].stages) << b;
   }
@@ -141,8 +140,8 @@ TEST(DispatchCatalog, StageDerivationWorkedExample) {
 
 TEST(DispatchCatalog, SharedMemoryAndOccupancy) {
   TileConfig large = shape_of(Orientation::kNormal, 128, 256, 2);
-  large.stages = 8;
-  EXPECT_EQ(shared_memory_bytes(large), 8 * 24576 + 2 * 17408 + 8 * 16 + 256);
+  large.stages = 4;
+  EXPECT_EQ(shared_memory_bytes(large), 4 * 49152 + 2 * 17408 + 4 * 16 + 256);
   EXPECT_EQ(ctas_per_sm(large, 228 * 1024), 1);
   EXPECT_EQ(accumulator_registers(large), 128);
   // 128 rows per warpgroup x 256 features would need 256 accumulators per thread.
@@ -155,18 +154,18 @@ TEST(DispatchCatalog, SharedMemoryAndOccupancy) {
 }
 
 TEST(DispatchCatalog, LegalityForAGemmShape) {
-  GemmShape shape{128, 8, 1536, 2048};  // qwen3-30b-a3b GEMM1: k depth 64
+  GemmShape shape{128, 8, 1536, 2048};  // qwen3-30b-a3b GEMM1: k depth 32
   TileConfig config = catalog()[0].config;
   config.split_k = 4;
   EXPECT_TRUE(fits_gemm(config, shape));
-  // K = 704: k depth 22 = 2 x 11, so split 4 does not divide it.
+  // K = 704: k depth 11, prime, so no split divides it.
   GemmShape odd_depth{64, 6, 2048, 704};
   std::string why;
   EXPECT_FALSE(fits_gemm(config, odd_depth, &why));
   EXPECT_NE(why.find("split_k 4"), std::string::npos) << why;
   config.split_k = 1;
   EXPECT_TRUE(fits_gemm(config, odd_depth));
-  // K not a whole number of stages.
+  // K not a multiple of 64.
   EXPECT_FALSE(fits_gemm(config, GemmShape{8, 2, 1024, 100}, &why));
   EXPECT_NE(why.find("k_tile"), std::string::npos) << why;
   // A 256-wide feature tile on N = 64 would compute 3/4 padding.
@@ -180,7 +179,7 @@ TEST(DispatchCatalog, LegalityForAGemmShape) {
   EXPECT_FALSE(all.empty());
   EXPECT_EQ(builtin.size(), static_cast<size_t>(kNumBuiltinConfigs));
   for (const int32_t index : all) {
-    EXPECT_NE(catalog()[static_cast<size_t>(index)].config.split_k, 4);
+    EXPECT_EQ(catalog()[static_cast<size_t>(index)].config.split_k, 1);
   }
   for (const int32_t index : builtin) {
     EXPECT_TRUE(catalog()[static_cast<size_t>(index)].in_builtin_set());
@@ -191,7 +190,7 @@ TEST(DispatchCatalog, LegalityForAGemmShape) {
 
 TEST(DispatchCatalog, ParseRejectsNonCanonicalText) {
   TileConfig config;
-  EXPECT_TRUE(parse_tile_config("swapped 8x128 k32 s16 wg2 g8 sk1", &config));
+  EXPECT_TRUE(parse_tile_config("swapped 8x128 k64 s8 wg2 g8 sk1", &config));
   EXPECT_EQ(config, kBuiltinConfigs[5]);
   EXPECT_FALSE(parse_tile_config("sideways 8x128 k64 s8 wg2 g8 sk1", &config));
   EXPECT_FALSE(parse_tile_config("swapped 8x128 k64 s8 wg2 g8", &config));

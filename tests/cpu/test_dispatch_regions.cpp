@@ -104,7 +104,7 @@ TEST(DispatchRegions, ConfigVariables) {
   EXPECT_EQ(v.tiles, 4 * 4);
   EXPECT_EQ(v.concurrent_ctas, 132);
   EXPECT_NEAR(v.waves, 16.0 / 132, 1e-12);
-  EXPECT_EQ(v.k_depth, 2048 / kStageKTile);
+  EXPECT_EQ(v.k_depth, 32);
   EXPECT_NEAR(v.tile_intensity, 128.0 * 256 / 384, 1e-12);
   EXPECT_EQ(v.tile_weight_bytes, 256 * 2048 * 2);
 }

@@ -82,18 +82,14 @@ inline EncodeTiledFn encode_tiled_entry_point() {
   return fn;
 }
 
-// A bf16 tile map whose box rows (the inner extent, box[0] elements) are one swizzle span:
-// 64 elements in the 128-byte swizzle or 32 in the 64-byte one; zero fill out of bounds.
-// `dims`/`box` innermost first; `strides_bytes` has rank - 1 entries (dimension 1 on). Returns
-// false when the driver rejects the description or the inner extent is neither.
-inline bool encode_bf16_tile_map_swizzled(CUtensorMap* map, const void* base, uint32_t rank,
-                                          const uint64_t* dims, const uint64_t* strides_bytes,
-                                          const uint32_t* box) {
+// A bf16 tile map with 128-byte swizzle (the box's inner extent must be 64 elements = 128
+// bytes), zero fill out of bounds. `dims`/`box` innermost first; `strides_bytes` has rank - 1
+// entries (dimension 1 on). Returns false when the driver rejects the description.
+inline bool encode_bf16_tile_map_swizzle128(CUtensorMap* map, const void* base, uint32_t rank,
+                                            const uint64_t* dims, const uint64_t* strides_bytes,
+                                            const uint32_t* box) {
   const EncodeTiledFn encode = encode_tiled_entry_point();
   if (encode == nullptr) return false;
-  if (box[0] != 32 && box[0] != 64) return false;
-  const CUtensorMapSwizzle swizzle =
-      box[0] == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
   cuuint64_t global_dims[5];
   cuuint64_t global_strides[4];
   cuuint32_t box_dims[5];
@@ -107,7 +103,7 @@ inline bool encode_bf16_tile_map_swizzled(CUtensorMap* map, const void* base, ui
   const CUresult result =
       encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, rank, const_cast<void*>(base), global_dims,
              global_strides, box_dims, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return result == CUDA_SUCCESS;
 }

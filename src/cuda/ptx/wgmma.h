@@ -28,22 +28,18 @@ __device__ __forceinline__ void wgmma_fence_operand(float& value) {
   asm volatile("" : "+f"(value)::"memory");
 }
 
-// Descriptor of a K-major tile whose rows are kRowBytes (128: 64 bf16, or 64: 32 bf16) stored
-// with the swizzle of that width: 8-row atoms of 8 x kRowBytes one after another (the stride
-// byte offset; the leading byte offset is unused for these layouts). The tile base must be
-// atom-aligned; stepping k by 16 elements inside the row adds 32 bytes to the start address
-// (the swizzle XORs address bits 7 and up into bits 4-6, which a 32-byte step leaves alone).
-template <int kRowBytes>
-__device__ __forceinline__ uint64_t make_smem_desc_k_major_swizzled(uint32_t smem_byte_address) {
-  static_assert(kRowBytes == 64 || kRowBytes == 128);
-  constexpr uint64_t kStrideBytes = 8 * kRowBytes;
-  // The descriptor's layout field: 1 = 128-byte swizzle, 2 = 64-byte swizzle.
-  constexpr uint64_t kLayout = kRowBytes == 128 ? 1 : 2;
+// Descriptor of a K-major tile whose rows are 128 bytes (64 bf16) stored with the 128-byte
+// swizzle: 8-row atoms of 1024 bytes one after another (stride byte offset 1024; the leading
+// byte offset is unused for this layout). The tile base must be 1024-byte aligned; stepping
+// k by 16 elements inside the row adds 32 bytes to the start address.
+__device__ __forceinline__ uint64_t make_smem_desc_k_major_swizzle128(uint32_t smem_byte_address) {
+  constexpr uint64_t kStrideBytes = 1024;
+  constexpr uint64_t kSwizzle128B = 1;
   uint64_t desc = 0;
   desc |= static_cast<uint64_t>((smem_byte_address & 0x3FFFF) >> 4);
   desc |= static_cast<uint64_t>(1) << 16;  // leading byte offset (ignored, 16 bytes)
   desc |= (kStrideBytes >> 4) << 32;
-  desc |= kLayout << 62;
+  desc |= kSwizzle128B << 62;
   return desc;
 }
 
