@@ -9,6 +9,7 @@
 
 #include "dispatch/candidate_selection.h"
 #include "dispatch/config_selection.h"
+#include "workloads/models.h"
 #include "workloads/routing.h"
 
 namespace ramp::dispatch {
@@ -340,6 +341,34 @@ TEST(Evaluation, SummarisesASyntheticTable) {
   EXPECT_TRUE(met.meets_regret);
   EXPECT_TRUE(met.meets_speedup);
   EXPECT_TRUE(met.meets_fallback);
+}
+
+// Issue #4 ships an H100 profile for both GEMMs of every model in models.json; a re-profile that
+// dropped a model, or fitted a candidate from nothing, would otherwise only show on the GPU as a
+// silent fall back to the region estimate.
+TEST(ShippedProfiles, CoverBothGemmsOfEveryModelOnTheH100) {
+  const std::string h100 = "NVIDIA H100 80GB HBM3";
+  for (const workloads::ModelShape& model : workloads::builtin_models()) {
+    const MoeShape& m = model.shape;
+    const GemmShape gemms[2] = {{m.num_experts, m.top_k, 2 * m.intermediate, m.hidden},
+                                {m.num_experts, m.top_k, m.hidden, m.intermediate}};
+    for (const GemmShape& gemm : gemms) {
+      const Profile* profile = find_profile(shipped_profiles(), h100, gemm);
+      ASSERT_NE(profile, nullptr) << model.name << " " << gemm.to_string();
+      EXPECT_EQ(profile->sm_count, 132) << model.name;
+      // One uniform candidate per builtin config and the mixed rule.
+      ASSERT_EQ(profile->candidates.size(), static_cast<size_t>(kNumBuiltinConfigs + 1))
+          << model.name << " " << gemm.to_string();
+      for (const CandidateProfileEntry& entry : profile->candidates) {
+        EXPECT_GT(entry.stats.samples, 0) << model.name;
+        const Candidate& c = entry.candidate;
+        for (const double coefficient : {c.a, c.b, c.c, c.d, c.e, c.f}) {
+          EXPECT_TRUE(std::isfinite(coefficient) && coefficient >= 0.0) << model.name;
+        }
+        EXPECT_GT(c.a + c.b + c.c + c.d + c.e + c.f, 0.0) << model.name << ": predicts 0 us";
+      }
+    }
+  }
 }
 
 }  // namespace
