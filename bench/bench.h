@@ -51,6 +51,7 @@ struct BenchOptions {
   bool routing_aware = false;   // CudaOptions::routing_aware (device selection with a profile)
   int l2_group[2] = {0, 0};     // CudaOptions::l2_group (layer GEMM1, GEMM2; 0: by rule)
   int decode_max_tokens = -1;   // CudaOptions::decode_max_tokens (layer); -1: the library's rule
+  int decode_hand_over = -1;    // CudaOptions::decode_hand_over (layer); -1: the library's rule
 };
 
 // Runs every case and writes the results file. Exit code: 0 written, 1 a measurement or a

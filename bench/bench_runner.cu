@@ -421,6 +421,7 @@ Status run_layer_case(Context& ctx, ModelWeights& weights, CaseResult* result) {
   cuda_options.l2_group[1] = ctx.options->l2_group[1];
   cuda_options.num_sms = ctx.device.sm_count;
   cuda_options.decode_max_tokens = ctx.options->decode_max_tokens;
+  cuda_options.decode_hand_over = ctx.options->decode_hand_over;
 
   RAMP_TRY(fill_bf16_bits_device(out.as<bf16>(), T * H, kPoisonBits, ctx.stream));
   RAMP_TRY(cuda::moe_layer(shape, args, workspace.data(), workspace_bytes, ctx.stream,
@@ -624,6 +625,7 @@ json::Value results_json(const Context& ctx, const std::vector<CaseResult>& resu
   settings.set("l2_group", std::to_string(options.l2_group[0]) + "," +
                                std::to_string(options.l2_group[1]));
   settings.set("decode_max_tokens", options.decode_max_tokens);  // -1: the library's rule
+  settings.set("decode_hand_over", options.decode_hand_over);    // -1: the library's rule
   settings.set("seed", static_cast<int64_t>(options.seed));
   settings.set("verify_tokens", options.verify_tokens);
   root.set("settings", std::move(settings));

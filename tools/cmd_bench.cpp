@@ -56,6 +56,9 @@ constexpr const char* kBenchHelp =
     "  --decode-max-tokens N layer: batches of at most N tokens take the two-kernel decode path,\n"
     "                        whatever the shape; 0: never (default: the library's rule,\n"
     "                        CudaOptions::decode_max_tokens), for A/B timing\n"
+    "  --decode-hand-over B  layer, decode path: 1 hands expert groups from GEMM1 to GEMM2 as\n"
+    "                        they finish, 0 does not (default: the library's rule,\n"
+    "                        CudaOptions::decode_hand_over), for A/B timing\n"
     "  --no-cublas-peer      gemm: skip the cuBLAS peers\n"
     "  --torch-peer          run the torch._grouped_mm peer (default)\n"
     "  --no-torch-peer       do not\n"
@@ -165,7 +168,7 @@ int run_bench_command(const std::vector<std::string>& argv) {
   if (!args.parse(rest,
                   {"out", "models", "models-json", "tokens", "routings", "repeats", "warmup",
                    "seed", "order", "verify-tokens", "python", "torch-script", "l2-group",
-                   "decode-max-tokens"},
+                   "decode-max-tokens", "decode-hand-over"},
                   {"no-kernel", "no-overlap", "routing-aware", "no-cublas-peer", "torch-peer",
                    "no-torch-peer", "help"})) {
     std::fprintf(stderr, "ramp bench: %s (see ramp bench --help)\n", args.error().c_str());
@@ -185,8 +188,10 @@ int run_bench_command(const std::vector<std::string>& argv) {
   options.kind = kind == "gemm" ? bench::BenchKind::kGemm : bench::BenchKind::kLayer;
   options.command_line = command_line(argv);
   options.out_path = args.text("out", "");
-  int64_t repeats = 0, warmup = 0, seed = 0, verify_tokens = 0, decode_max_tokens = -1;
+  int64_t repeats = 0, warmup = 0, seed = 0, verify_tokens = 0, decode_max_tokens = -1,
+          decode_hand_over = -1;
   if (!args.integer("decode-max-tokens", -1, 0, 1 << 20, &decode_max_tokens) ||
+      !args.integer("decode-hand-over", -1, 0, 1, &decode_hand_over) ||
       !args.integer("repeats", 30, 1, 100000, &repeats) ||
       !args.integer("warmup", 5, 0, 100000, &warmup) ||
       !args.integer("seed", 1, 0, INT64_MAX, &seed) ||
@@ -199,6 +204,7 @@ int run_bench_command(const std::vector<std::string>& argv) {
   options.seed = static_cast<uint64_t>(seed);
   options.verify_tokens = static_cast<int>(verify_tokens);
   options.decode_max_tokens = static_cast<int>(decode_max_tokens);
+  options.decode_hand_over = static_cast<int>(decode_hand_over);
   if (const std::string order = args.text("order", "half-interval");
       !parse_expert_order(order, &options.order)) {
     std::fprintf(stderr, "ramp bench: unknown order '%s' (identity, half-interval, longest-first)\n",

@@ -23,7 +23,9 @@
 //   kCpu   host memory, 64-byte aligned (a cache line: use std::aligned_alloc(64, ...) or a
 //          vector of alignas(64) elements; malloc and std::vector<std::byte> promise only 16).
 //          About T*k*(2*I + 4*H) bytes: the bf16 intermediate and the fp32 slot outputs.
-// Its contents before run() do not matter.
+// Its contents before run() do not matter. (kCuda keeps 33 KB of scheduling words for its
+// small-batch path at the start of the workspace from one run() to the next; whatever the caller
+// leaves there is accepted: core/decode_plan.h, "Scheduling words".)
 //
 // What a kCpu MoeLayer allocates: plan() builds the routing and tile schedule in host memory
 // (std::vector storage, freshly allocated by every plan()). run() allocates nothing and starts

@@ -143,9 +143,13 @@ RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t fea
 // - session 9, with GEMM1's ring (h100-2026-11-22n-ab-decode-rule-tokens.json, uniform /
 //   zipf1.0): T = 6 qwen3 1.03x / 1.06x, olmoe 1.04x / 1.09x, deepseek 1.01x / 1.04x; T = 8
 //   0.98-1.01x; T = 16 0.91-0.94x; gpt-oss-120b 0.85-0.93x at T = 4..16 (0.99x at T = 1).
-// Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 6 -> decode path;
-// gpt-oss-120b, T = 1: 47 MiB -> general path.
-inline constexpr int32_t kDecodeRuleMaxTokens = 6;
+// - session 14, with the hand-over (decode_hand_over_by_rule; h100-2026-11-23c-ab-decode-path-
+//   t8-16.json, 2 rounds, uniform / zipf1.0): T = 8 qwen3 1.09x / 1.13x, olmoe 1.10x / 1.13x,
+//   deepseek 1.07x / 1.09x; T = 12 1.04-1.11x; T = 16 1.02-1.07x (deepseek uniform the least).
+//   Larger T unmeasured.
+// Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 16 -> decode
+// path; gpt-oss-120b, T = 1: 47 MiB -> general path.
+inline constexpr int32_t kDecodeRuleMaxTokens = 16;
 inline constexpr int64_t kDecodeRuleMaxExpertWeightBytes = int64_t{24} << 20;
 RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t hidden,
                                                     int32_t intermediate) {
@@ -175,6 +179,83 @@ inline constexpr int32_t kDecodeGateUpMaxStages = 8;
 // Example: qwen3-30b-a3b T = 1, 8 experts, 4 of them prefetched into shared memory: 128 CTAs x 4
 // tasks x 16 rows x 1536 bytes = 12.6 MB <= 16 MiB; olmoe-1b-7b: 128 x 5 x 16 x 2048 = 21 MB.
 inline constexpr int64_t kDecodeL2RestMaxBytes = int64_t{16} << 20;
+
+// ---- Scheduling words: units taken by ticket, expert groups handed over as they finish ----
+// With the hand-over (decode_hand_over_by_rule: T >= 2), gate_up deals its first round of
+// units statically (unit = CTA index: the producer issues it before the CTA has sorted the
+// routing) and takes every later unit from a ticket counter, so CTAs that DRAM serves faster
+// take more units; and down_combine does not wait for all of gate_up: it multiplies an expert
+// group as soon as gate_up has counted all of that group's units finished. Why (%globaltimer timeline, qwen3-30b-a3b T = 1, session 9): gate_up's CTAs ended
+// between 22.8 and 29.8 us with 5 or 6 statically dealt units each, and down_combine did all
+// of its 5-6 us of work after the last of them.
+//
+// Counters need a known start, and the caller's workspace promises none ("its contents before
+// run() do not matter"); no kernel runs before gate_up to zero them. So every counter word
+// carries the launch's epoch in its high 32 bits and its count in the low 32:
+//   - a word whose epoch is not this launch's is stale, whatever it holds;
+//   - gate_up's CTA 0 stamps every counter word (epoch, 0) as its first act;
+//   - an atomic add that returns a stale word landed before that stamp, which overwrites it:
+//     the adder tries again (decode_counted returns -1);
+//   - a launch's epoch is the epoch word plus kDecodeEpochStep; the last down_combine CTA to
+//     start (every gate_up CTA has read the word before down_combine can start, every
+//     down_combine CTA reads it before counting itself started) writes it back, so the next
+//     launch's epoch differs from every word this one left.
+// The one failure is a coincidence: a word the caller left that already carries the next
+// epoch in its high half *and* is counted on before CTA 0's stamp lands (the first ticket is
+// taken after a unit has been issued, the first group count after a unit has been computed).
+// The words live at offset 0 of the workspace, which nothing else of ramp writes, so after
+// the first call only the caller's own writes between calls can put such a word there.
+// Each word has a 128-byte line to itself: down_combine's CTAs poll the group words while
+// gate_up's CTAs add to them and to the ticket, and words sharing a line would queue behind each
+// other at one L2 slice.
+inline constexpr int32_t kDecodeSyncWordsPerLine = 16;
+inline constexpr int32_t kDecodeSyncEpochWord = 0;                           // last launch's epoch
+inline constexpr int32_t kDecodeSyncTicketWord = 1 * kDecodeSyncWordsPerLine;    // units by ticket
+inline constexpr int32_t kDecodeSyncStartedWord = 2 * kDecodeSyncWordsPerLine;  // down CTAs begun
+inline constexpr int32_t kDecodeSyncCounterLines = 2 + kDecodeMaxSlots;  // the stamped words
+inline constexpr int32_t kDecodeSyncWords = (1 + kDecodeSyncCounterLines) * kDecodeSyncWordsPerLine;
+inline constexpr int32_t kDecodeSyncBytes = kDecodeSyncWords * 8;
+// Word of stamped counter `i` (0: ticket, 1: down CTAs started, 2 + g: group g's units done).
+RAMP_HOST_DEVICE constexpr int32_t decode_counter_word(int32_t i) {
+  return (1 + i) * kDecodeSyncWordsPerLine;
+}
+RAMP_HOST_DEVICE constexpr int32_t decode_group_word(int32_t group) {
+  return decode_counter_word(2 + group);
+}
+// Odd, so epochs repeat only after 2^32 launches and no launch's epoch equals the last one's.
+inline constexpr uint32_t kDecodeEpochStep = 0x9E3779B9u;
+
+RAMP_HOST_DEVICE constexpr uint32_t decode_launch_epoch(uint64_t epoch_word) {
+  return static_cast<uint32_t>(epoch_word) + kDecodeEpochStep;
+}
+RAMP_HOST_DEVICE constexpr uint64_t decode_stamp(uint32_t epoch, uint32_t count) {
+  return (static_cast<uint64_t>(epoch) << 32) | count;
+}
+// What an atomic add of 1 that returned `old` counted: the count it took (0 for the first add
+// after the stamp), or -1 when the word was stale (add again).
+// Example: epoch 7, old = stamp(7, 4) -> 4; old = stamp(6, 4) or any garbage without 7 on top -> -1.
+RAMP_HOST_DEVICE constexpr int64_t decode_counted(uint64_t old, uint32_t epoch) {
+  return static_cast<uint32_t>(old >> 32) == epoch ? static_cast<int64_t>(old & 0xffffffffu)
+                                                   : -1;
+}
+// The unit a ticket stands for: round 0 (units 0 .. grid - 1) is dealt by CTA index.
+// Example: 132 CTAs, ticket 0 -> unit 132.
+RAMP_HOST_DEVICE constexpr int32_t decode_ticket_unit(int64_t ticket, int32_t grid) {
+  return static_cast<int32_t>(grid + ticket);
+}
+
+// When the decode path hands groups over (and takes units by ticket): from T = 2. Measured on
+// the H100 (session 14, layer time, one binary, 2 alternating rounds;
+// bench/results/h100-2026-11-23c-ab-decode-hand-over-on-off.json), on / off for qwen3-30b-a3b,
+// olmoe-1b-7b and deepseek-v2-lite, uniform and zipf1.0: T = 2 1.00-1.03x, T = 4 1.04-1.08x,
+// T = 6 1.08-1.11x, but T = 1 0.95-0.98x. At T = 1 (8 groups of one row) a %globaltimer timeline
+// shows gate_up ending ~4 us later with the hand-over (the early groups' w2 rows now stream
+// beside it) while down_combine's tail after gate_up shrinks from ~5 us to ~2 us, and the
+// scheduling words add their DRAM round trips (the epoch word before down_combine may start).
+// Example: T = 1 -> off; T = 2 -> on.
+RAMP_HOST_DEVICE constexpr bool decode_hand_over_by_rule(int32_t num_tokens) {
+  return num_tokens >= 2;
+}
 
 // Bytes of one weight row of `steps` K steps in the decode GEMM2's shared-memory prefetch. A
 // quarter warp's 16-byte loads cover rows g and g + 1 (64 bytes each); the pad puts them in

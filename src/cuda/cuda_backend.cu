@@ -30,8 +30,15 @@ constexpr size_t align_workspace(size_t bytes) {
   return (bytes + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment;
 }
 
+// The decode path's scheduling words sit at offset 0 of every workspace (grouped GEMM ones
+// included, so a workspace shared between both kinds of call keeps them there), and the plan
+// after them: nothing else of ramp writes there, and the words do not move when T changes
+// (core/decode_plan.h says why that matters).
+constexpr size_t kDecodeSyncOffset = 0;
+constexpr size_t kPlanOffset = align_workspace(kDecodeSyncOffset + kDecodeSyncBytes);
+
 struct WorkspaceLayout {
-  PlanLayout plan;
+  PlanLayout plan;  // offsets from kPlanOffset
   size_t scratch = 0;
   size_t intermediate = 0;  // layer only
   size_t slot_out = 0;      // layer only
@@ -42,7 +49,7 @@ WorkspaceLayout workspace_layout(int32_t num_experts, int32_t num_slots, int32_t
                                  size_t intermediate_bytes, size_t slot_out_bytes) {
   WorkspaceLayout layout;
   layout.plan = plan_layout(num_experts, num_slots, num_gemms);
-  size_t at = align_workspace(layout.plan.bytes);
+  size_t at = align_workspace(kPlanOffset + layout.plan.bytes);
   layout.scratch = at;
   at = align_workspace(at + routing_prep_scratch_bytes(num_experts, num_slots));
   layout.intermediate = at;
@@ -204,10 +211,11 @@ RoutingPrepArgs prep_args(void* workspace, const WorkspaceLayout& layout, const 
   prep.num_tokens = num_tokens;
   prep.top_k = top_k;
   prep.num_experts = num_experts;
-  prep.routing = routing_view_at(base + layout.plan.routing, num_experts, top_k, num_tokens * top_k);
+  prep.routing = routing_view_at(base + kPlanOffset + layout.plan.routing, num_experts, top_k,
+                                 num_tokens * top_k);
   prep.num_gemms = static_cast<int32_t>(layout.plan.task_maps.size());
   for (int32_t g = 0; g < prep.num_gemms; ++g) {
-    prep.task_maps[g] = task_map_view_at(base + layout.plan.task_maps[g], num_experts);
+    prep.task_maps[g] = task_map_view_at(base + kPlanOffset + layout.plan.task_maps[g], num_experts);
   }
   prep.order = options.order;
   prep.forced_config = options.forced_config;
@@ -365,12 +373,15 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
     decode.w13 = args.w13;
     decode.w2 = args.w2;
     decode.intermediate_out = static_cast<bf16*>(intermediate);  // [S, I] by slot here
-    decode.header =
-        routing_view_at(base + layout.plan.routing, shape.num_experts, shape.top_k, num_slots)
-            .header;
+    decode.header = routing_view_at(base + kPlanOffset + layout.plan.routing, shape.num_experts,
+                                    shape.top_k, num_slots)
+                        .header;
+    decode.sync = reinterpret_cast<uint64_t*>(base + kDecodeSyncOffset);
     decode.out = args.out;
     decode.out_row_stride = strides.out;
     decode.num_sms = num_sms;
+    decode.hand_over = options.decode_hand_over < 0 ? decode_hand_over_by_rule(args.num_tokens)
+                                                    : options.decode_hand_over != 0;
     return launch_decode_layer(decode, stream);
   }
 
@@ -439,14 +450,17 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   return launch_combine(combine, stream);
 }
 
+size_t workspace_plan_offset() { return kPlanOffset; }
+
 Status read_routing_status(const void* workspace, int32_t num_experts, int32_t num_tokens,
                            int32_t top_k, const int32_t* topk_ids, const float* topk_weights,
                            cudaStream_t stream) {
   if (num_tokens == 0) return Status::ok();  // nothing was launched, so nothing was checked
   if (workspace == nullptr) return {ErrorCode::kInvalidArgument, "workspace is null"};
   const int32_t num_slots = num_tokens * top_k;
-  const RoutingView routing =
-      routing_view_at(const_cast<void*>(workspace), num_experts, top_k, num_slots);
+  const RoutingView routing = routing_view_at(static_cast<char*>(const_cast<void*>(workspace)) +
+                                                  kPlanOffset,
+                                              num_experts, top_k, num_slots);
   RoutingHeader header{};
   RAMP_CUDA_TRY(cudaMemcpyAsync(&header, routing.header, sizeof(header), cudaMemcpyDeviceToHost,
                                 stream));

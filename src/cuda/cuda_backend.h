@@ -2,9 +2,10 @@
 // caller's stream and graph-capturable (no host synchronisation, no host reads of device data,
 // no allocation: the caller passes a workspace).
 //
-// Workspace layout (every part 256-byte aligned; the plan sits at offset 0 with plan.h's
-// plan_layout(E, T*k, gemms) offsets, so a copy of its first plan bytes equals the host Plan):
-//   plan | routing-prep scratch | [layer: intermediate [S, I] bf16 | slot_out [S, H] bf16]
+// Workspace layout (every part 256-byte aligned; the plan has plan.h's plan_layout(E, T*k,
+// gemms) offsets from its start, so a copy of its bytes equals the host Plan):
+//   decode-path scheduling words (core/decode_plan.h; fixed size and offset, kept between
+//   calls) | plan | routing-prep scratch | [layer: intermediate [S, I] bf16 | slot_out [S, H] bf16]
 //
 // Structural errors (shapes, nulls, strides, alignment, workspace size) are returned before
 // anything is launched. Value errors (ids outside [0, E), non-finite weights) are found on the
@@ -48,12 +49,17 @@ struct CudaOptions {
   int32_t l2_group[2] = {0, 0};
   // Layer only: which batches take the two-kernel decode path (decode_layer.cuh) instead of
   // routing prep + two static batching GEMMs + combine. -1 (the default): the measured rule
-  // decode_path_by_rule (core/decode_plan.h: T <= 6 and experts of <= 24 MiB of weights);
+  // decode_path_by_rule (core/decode_plan.h: T <= 16 and experts of <= 24 MiB of weights);
   // 0: never; N > 0: every batch of at most N tokens, whatever the shape. Always T x k <=
   // kDecodeMaxSlots, and never with forced_config or routing_aware (they ask for the general
   // path's configs). Same results within the layer tolerance, not bit for bit (another
   // summation order inside each dot product).
   int32_t decode_max_tokens = -1;
+  // Decode path only: whether down_combine takes expert groups as gate_up finishes them and
+  // gate_up takes units by ticket (core/decode_plan.h, "Scheduling words"). -1 (the default):
+  // the measured rule decode_hand_over_by_rule (T >= 2); 0: off; 1: on. Same results bit for
+  // bit either way.
+  int32_t decode_hand_over = -1;
 };
 
 // How a call with these options picks its configs: "routing-aware (profile NAME)" or
@@ -78,6 +84,11 @@ Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspa
 // The full layer (DESIGN.md section 1), all device pointers. T = 0 launches nothing.
 Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspace,
                  size_t workspace_bytes, cudaStream_t stream, const CudaOptions& options = {});
+
+// Where the plan starts in a workspace: after the decode path's scheduling words. A caller
+// that lays out its own buffer for read_routing_status (the routing-prep tests) puts the plan
+// there.
+size_t workspace_plan_offset();
 
 // Synchronises `stream` and turns the routing report of the last grouped_gemm / moe_layer that
 // used `workspace` into the Status the host validation gives for the same input (same

@@ -14,6 +14,7 @@
 #include "core/host_device.h"
 #include "cuda/cuda_check.h"
 #include "cuda/ptx/bulk_copy.h"
+#include "cuda/ptx/global_atomic.h"
 #include "cuda/ptx/grid_dependency.h"
 #include "cuda/ptx/load_global.h"
 #include "cuda/ptx/mbarrier.h"
@@ -175,10 +176,21 @@ __device__ __forceinline__ void mma_step(float (&acc)[4], uint4 low, uint4 high,
   }
 }
 
+// How a warp reads its token columns: through L1 what an earlier grid wrote (the layer's input;
+// gate_up's intermediate rows when down_combine waited for gate_up to end), or from L2 the
+// intermediate rows gate_up is still writing (down_combine with hand-over, after the group's
+// count was read with acquire).
+struct InputTokens {
+  __device__ static uint4 load(const bf16* pointer) { return ptx::load_cached_16(pointer); }
+};
+struct HandedOverTokens {
+  __device__ static uint4 load(const bf16* pointer) { return ptx::load_l2_16(pointer); }
+};
+
 // acc (rows g, g + 8 x token columns 2t, 2t + 1) += rows . tokens over `steps` K steps. Every
 // load of a batch is issued before its first mma, so a warp keeps kStepsPerBatch KB of weights
 // in flight (from shared memory the batch only hides its latency).
-template <int kBatch, class Rows>
+template <int kBatch, class Tokens, class Rows>
 __device__ __forceinline__ void accumulate(float (&acc)[4], const Rows& rows, const bf16* token,
                                            int32_t steps) {
   int32_t step = 0;
@@ -188,14 +200,14 @@ __device__ __forceinline__ void accumulate(float (&acc)[4], const Rows& rows, co
     for (int b = 0; b < kBatch; ++b) {
       low[b] = rows.load_low(step + b);
       high[b] = rows.load_high(step + b);
-      tokens[b] = ptx::load_cached_16(token + (step + b) * kDecodeStepK);
+      tokens[b] = Tokens::load(token + (step + b) * kDecodeStepK);
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) mma_step(acc, low[b], high[b], tokens[b]);
   }
   for (; step < steps; ++step) {
     mma_step(acc, rows.load_low(step), rows.load_high(step),
-             ptx::load_cached_16(token + step * kDecodeStepK));
+             Tokens::load(token + step * kDecodeStepK));
   }
 }
 
@@ -225,78 +237,196 @@ struct GateUpShared {
   float4 partial[2][kGateUpConsumerWarps][32];  // K-slice partials, double-buffered
   uint64_t full[kDecodeGateUpMaxStages];   // the producer's bulk copies landed
   uint64_t empty[kDecodeGateUpMaxStages];  // every consumer thread has read the stage
+  // The unit whose gate rows a stage holds (written before the stage's full arrive; -1: no more
+  // units, and the stage holds nothing).
+  int32_t stage_unit[kDecodeGateUpMaxStages];
+  // The producer's lane 0 only: the group of the unit whose up rows a stage holds, until that
+  // unit is counted (-1: none), and the round of that fill.
+  int32_t up_group[kDecodeGateUpMaxStages];
+  uint32_t up_round[kDecodeGateUpMaxStages];
+  // The epoch word as loaded: storing it makes the producer wait for the load before it lets
+  // down_combine start (whose last CTA to start rewrites the word).
+  uint64_t epoch_word;
 };
 
-// The producer warp's copies of one unit: its 8 gate rows into the stage at `at` and its 8 up
-// rows into the next, one bulk copy per row (lane r copies row r).
-__device__ void gate_up_issue_unit(GateUpShared& shared, const DecodeLayerArgs& args,
-                                   uint32_t ring, int32_t stages, RingPosition& at, int32_t expert,
-                                   int32_t feature_block) {
-  const int lane = threadIdx.x % 32;
-  const int32_t hidden = args.hidden;
-  const int32_t intermediate = args.intermediate;
-  const uint32_t row_bytes =
-      static_cast<uint32_t>(decode_prefetch_row_bytes(hidden / kDecodeStepK));
-  const uint32_t stage_bytes = static_cast<uint32_t>(decode_gate_up_stage_bytes(hidden));
-  const uint32_t copy_bytes = static_cast<uint32_t>(hidden) * 2;
-  for (int32_t half = 0; half < 2; ++half) {  // gate rows, then up rows
-    // Each copying lane sees the stage free itself (and, being counted by the stage's next full
-    // barrier through its copy, cannot be lapped while it waits).
+// An atomic add of 1 on scheduling word `word` that counts: retried while the word is stale
+// (decode_counted: it landed before CTA 0's stamp, which overwrites it). Returns the count.
+// `old` is the first attempt's result when the caller issued it early to hide its latency.
+__device__ int64_t count_on(uint64_t* word, uint32_t epoch, uint64_t old) {
+  int64_t counted = decode_counted(old, epoch);
+  while (counted < 0) {
+    __nanosleep(256);
+    counted = decode_counted(ptx::atomic_add_acq_rel(word, 1), epoch);
+  }
+  return counted;
+}
+
+// gate_up counts each finished unit on its group, which down_combine polls. The producer warp's
+// lane 0 does it, not the consumers: consumer warp 0 stores a unit's rows and only then arrives
+// on the empty barrier of the unit's up stage; when the producer sees that stage free (it waits
+// for it anyway, to refill it), the stores happened before (mbarrier release / acquire at CTA
+// scope), and its GPU-scope fence then orders them before the count for every reader (the fence
+// is cumulative: CUTLASS's semaphore publishes after a CTA barrier the same way). Fencing in
+// consumer warp 0 right after its stores stalled it, and through the named barrier the whole
+// CTA, for every unit (qwen3-30b-a3b T = 1: 1.5 us of the layer). An add's result is looked at
+// when the next add goes out (stale only before CTA 0's stamp has landed: added again then).
+struct UnitCounter {
+  uint64_t* in_flight = nullptr;
+  uint64_t result = 0;
+
+  __device__ void count(const DecodeLayerArgs& args, uint32_t epoch, int32_t group) {
+    ptx::fence_acq_rel_gpu();
+    settle(epoch);
+    in_flight = args.sync + decode_group_word(group);
+    result = ptx::atomic_add_relaxed(in_flight, 1);
+  }
+  __device__ void settle(uint32_t epoch) {
+    if (in_flight != nullptr) count_on(in_flight, epoch, result);
+    in_flight = nullptr;
+  }
+};
+
+
+// The producer warp waits until the stage at `at` is free. Each copying lane sees it free
+// itself (and, being counted by the stage's next full barrier through its copy, cannot be lapped
+// while it waits).
+// gate_up's producer warp: fills the ring with units' gate and up rows, takes units by ticket,
+// and counts finished units on their groups (UnitCounter). Lane r < 8 copies row r of a half.
+struct GateUpProducer {
+  GateUpShared& shared;
+  const DecodeLayerArgs& args;
+  uint32_t ring;
+  int32_t stages;
+  uint32_t epoch = 0;  // set before anything is counted
+  RingPosition at;
+  UnitCounter counter;
+
+  // Waits until the stage at `at` is free. Each copying lane sees it free itself (and, being
+  // counted by the stage's next full barrier through its copy, cannot be lapped while it waits).
+  // A stage that held a unit's up rows frees only after that unit's rows are stored: lane 0
+  // then counts the unit.
+  __device__ void wait_free() {
+    const int lane = threadIdx.x % 32;
     if (lane < kDecodeFeaturesPerUnit && at.round > 0) {
       ptx::mbarrier_wait_parity(&shared.empty[at.stage], (at.round - 1) & 1);
     }
+    if (lane == 0 && shared.up_group[at.stage] >= 0) {
+      counter.count(args, epoch, shared.up_group[at.stage]);
+      shared.up_group[at.stage] = -1;
+    }
+  }
+
+  // Copies unit `unit` (expert `expert`, group `group`): its 8 gate rows into the stage at `at`
+  // (waited free by the caller) and its 8 up rows into the next, one bulk copy per row.
+  __device__ void issue_unit(int32_t unit, int32_t expert, int32_t group, int32_t feature_block) {
+    const int lane = threadIdx.x % 32;
+    const int32_t hidden = args.hidden;
+    const int32_t intermediate = args.intermediate;
+    const uint32_t row_bytes =
+        static_cast<uint32_t>(decode_prefetch_row_bytes(hidden / kDecodeStepK));
+    const uint32_t stage_bytes = static_cast<uint32_t>(decode_gate_up_stage_bytes(hidden));
+    const uint32_t copy_bytes = static_cast<uint32_t>(hidden) * 2;
+    for (int32_t half = 0; half < 2; ++half) {  // gate rows, then up rows
+      if (half == 1) wait_free();
+      if (lane == 0) {
+        if (half == 0) shared.stage_unit[at.stage] = unit;  // published by the arrive below
+        if (half == 1 && args.hand_over) {
+          shared.up_group[at.stage] = group;
+          shared.up_round[at.stage] = at.round;
+        }
+        ptx::mbarrier_arrive_expect_tx(&shared.full[at.stage],
+                                       kDecodeFeaturesPerUnit * copy_bytes);
+      }
+      __syncwarp();
+      if (lane < kDecodeFeaturesPerUnit) {
+        const int64_t row = static_cast<int64_t>(expert) * 2 * intermediate +
+                            half * intermediate + feature_block * kDecodeFeaturesPerUnit + lane;
+        // Read once: evict-first keeps L2 for down_combine's w2 rows pulled in beside it.
+        ptx::bulk_load_global_to_shared_hinted(ring + at.stage * stage_bytes + lane * row_bytes,
+                                               args.w13 + row * hidden, copy_bytes,
+                                               ptx::smem_address(&shared.full[at.stage]),
+                                               ptx::l2_policy_evict_first());
+      }
+      at.advance(stages);
+    }
+  }
+
+  // Before the CTA has sorted the routing: when every slot fits the warp, finds the round-0 unit's
+  // expert from the ids alone (decode_opens_group) and issues that unit. Returns whether it did.
+  __device__ bool issue_first_unit() {
+    const int lane = threadIdx.x % 32;
+    const int32_t num_slots = args.num_tokens * args.top_k;
+    if (num_slots > kDecodeEarlyStartSlots) return false;
+    const int32_t id = lane < num_slots ? __ldg(args.topk_ids + lane) : -1;
+    auto id_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, id, m); };
+    // Every lane runs both functions (their shuffles need the whole warp); lanes past the slots
+    // hold -1, which opens nothing.
+    const bool opens = decode_opens_group(id_of, num_slots, args.num_experts, lane);
+    auto opens_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, opens ? 1 : 0, m) != 0; };
+    const int32_t group = decode_group_of_opener(id_of, opens_of, num_slots, lane);
+    const DecodeUnit work =
+        decode_gate_up_unit(blockIdx.x, args.intermediate / kDecodeFeaturesPerUnit);
+    const uint32_t opener = __ballot_sync(0xffffffffu, opens && group == work.group);
+    if (opener == 0) return false;  // fewer groups than this CTA's first unit needs
+    const int32_t expert = __shfl_sync(0xffffffffu, id, __ffs(opener) - 1);
+    wait_free();
+    issue_unit(static_cast<int32_t>(blockIdx.x), expert, work.group, work.feature_block);
+    return true;
+  }
+
+  // Once the routing is sorted: the round-0 unit (the CTA index) unless issued early, then
+  // units by ticket (decode_plan.h) until they run out, the end mark, and the last counts.
+  __device__ void produce(bool first_issued) {
+    const int lane = threadIdx.x % 32;
+    const int32_t feature_blocks = args.intermediate / kDecodeFeaturesPerUnit;
+    const int32_t units = shared.routing.num_groups * feature_blocks;
+    uint64_t* const ticket_word = args.sync + kDecodeSyncTicketWord;
+    // The unit to issue next; -1: none (issued early, or this CTA has no round-0 unit).
+    int32_t unit = !first_issued && static_cast<int32_t>(blockIdx.x) < units
+                       ? static_cast<int32_t>(blockIdx.x)
+                       : -1;
+    int32_t static_unit = static_cast<int32_t>(blockIdx.x);  // without hand-over
+    for (;;) {
+      if (unit >= 0) {
+        const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
+        wait_free();
+        issue_unit(unit, shared.routing.group_expert[work.group], work.group,
+                   work.feature_block);
+      }
+      if (!args.hand_over) {  // units by CTA index
+        static_unit += static_cast<int32_t>(gridDim.x);
+        unit = static_unit;
+        if (unit >= units) break;
+        continue;
+      }
+      // The next ticket's add goes out once this unit's copies are on their way (a CTA holds no
+      // ticket it cannot use yet); its value is needed only after the wait for the next stage.
+      uint64_t ticket = 0;
+      if (lane == 0) ticket = ptx::atomic_add_relaxed(ticket_word, 1);
+      wait_free();
+      if (lane == 0) {
+        unit = decode_ticket_unit(count_on(ticket_word, epoch, ticket),
+                                  static_cast<int32_t>(gridDim.x));
+      }
+      unit = __shfl_sync(0xffffffffu, unit, 0);
+      if (unit >= units) break;
+    }
+    // End mark: the stage at `at` holds no unit.
+    wait_free();
     if (lane == 0) {
-      ptx::mbarrier_arrive_expect_tx(&shared.full[at.stage], kDecodeFeaturesPerUnit * copy_bytes);
+      shared.stage_unit[at.stage] = -1;
+      ptx::mbarrier_arrive(&shared.full[at.stage]);
+      // The units whose up stages were not refilled: wait for their stores, count them.
+      for (int32_t stage = 0; stage < stages; ++stage) {
+        if (shared.up_group[stage] < 0) continue;
+        ptx::mbarrier_wait_parity(&shared.empty[stage], shared.up_round[stage] & 1);
+        counter.count(args, epoch, shared.up_group[stage]);
+        shared.up_group[stage] = -1;
+      }
+      counter.settle(epoch);
     }
-    __syncwarp();
-    if (lane < kDecodeFeaturesPerUnit) {
-      const int64_t row = static_cast<int64_t>(expert) * 2 * intermediate + half * intermediate +
-                          feature_block * kDecodeFeaturesPerUnit + lane;
-      // Read once: evict-first keeps L2 for down_combine's w2 rows pulled in beside it.
-      ptx::bulk_load_global_to_shared_hinted(ring + at.stage * stage_bytes + lane * row_bytes,
-                                             args.w13 + row * hidden, copy_bytes,
-                                             ptx::smem_address(&shared.full[at.stage]),
-                                             ptx::l2_policy_evict_first());
-    }
-    at.advance(stages);
   }
-}
-
-// The producer warp, before the CTA has sorted the routing: when every slot fits the warp, it
-// finds its first unit's expert from the ids alone (decode_opens_group) and issues that unit.
-// Returns the units issued (0 or 1).
-__device__ int32_t gate_up_issue_first_unit(GateUpShared& shared, const DecodeLayerArgs& args,
-                                            uint32_t ring, int32_t stages, RingPosition& at) {
-  const int lane = threadIdx.x % 32;
-  const int32_t num_slots = args.num_tokens * args.top_k;
-  if (num_slots > kDecodeEarlyStartSlots) return 0;
-  const int32_t id = lane < num_slots ? __ldg(args.topk_ids + lane) : -1;
-  auto id_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, id, m); };
-  // Every lane runs both functions (their shuffles need the whole warp); lanes past the slots
-  // hold -1, which opens nothing.
-  const bool opens = decode_opens_group(id_of, num_slots, args.num_experts, lane);
-  auto opens_of = [&](int32_t m) { return __shfl_sync(0xffffffffu, opens ? 1 : 0, m) != 0; };
-  const int32_t group = decode_group_of_opener(id_of, opens_of, num_slots, lane);
-  const DecodeUnit work =
-      decode_gate_up_unit(blockIdx.x, args.intermediate / kDecodeFeaturesPerUnit);
-  const uint32_t opener = __ballot_sync(0xffffffffu, opens && group == work.group);
-  if (opener == 0) return 0;  // fewer groups than this CTA's first unit needs
-  const int32_t expert = __shfl_sync(0xffffffffu, id, __ffs(opener) - 1);
-  gate_up_issue_unit(shared, args, ring, stages, at, expert, work.feature_block);
-  return 1;
-}
-
-// The producer warp, once the routing is sorted: the CTA's units from `first_unit` on.
-__device__ void gate_up_produce(GateUpShared& shared, const DecodeLayerArgs& args, uint32_t ring,
-                                int32_t stages, int32_t first_unit, RingPosition at) {
-  const int32_t feature_blocks = args.intermediate / kDecodeFeaturesPerUnit;
-  const int32_t units = shared.routing.num_groups * feature_blocks;
-  for (int32_t unit = first_unit; unit < units; unit += gridDim.x) {
-    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
-    gate_up_issue_unit(shared, args, ring, stages, at, shared.routing.group_expert[work.group],
-                       work.feature_block);
-  }
-}
+};
 
 __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
     decode_gate_up_kernel(DecodeLayerArgs args, int32_t stages) {
@@ -312,6 +442,7 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
     for (int32_t s = 0; s < stages; ++s) {
       ptx::mbarrier_init(&shared.full[s], 1);
       ptx::mbarrier_init(&shared.empty[s], kGateUpConsumerThreads);  // every consumer reads it
+      shared.up_group[s] = -1;
     }
     ptx::fence_mbarrier_init();
   }
@@ -319,14 +450,35 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
   // topk_ids may come from the kernel before this one: wait, then let down_combine start (it
   // reads inputs early, which is safe once this wait has returned).
   ptx::wait_for_previous_grid();
-  ptx::allow_next_grid_launch();
-  RingPosition produced;
-  const int32_t early_units =
-      producer ? gate_up_issue_first_unit(shared, args, ring, stages, produced) : 0;
+  GateUpProducer producing{shared, args, ring, stages};
+  bool first_issued = false;
+  if (!args.hand_over) {
+    // No scheduling words: down_combine may start at once, and waits for this grid to end.
+    ptx::allow_next_grid_launch();
+    if (producer) first_issued = producing.issue_first_unit();
+  } else if (producer) {
+    // The scheduling words (decode_plan.h): this launch's epoch (its load's latency hidden
+    // behind the first unit's issue, which counts nothing), and CTA 0 stamps every counter
+    // before anything is counted on it in this launch.
+    const uint64_t epoch_word = ptx::load_relaxed(args.sync + kDecodeSyncEpochWord);
+    first_issued = producing.issue_first_unit();
+    producing.epoch = decode_launch_epoch(epoch_word);
+    if (threadIdx.x % 32 == 0) shared.epoch_word = epoch_word;
+    if (blockIdx.x == 0) {
+      for (int32_t i = static_cast<int32_t>(threadIdx.x % 32); i < kDecodeSyncCounterLines;
+           i += 32) {
+        ptx::store_relaxed(args.sync + decode_counter_word(i), decode_stamp(producing.epoch, 0));
+      }
+    }
+    // Only this warp lets down_combine start (a CTA's first launch_dependents counts), and only
+    // after the shared-memory store above has waited for the epoch load.
+    __syncwarp();
+    ptx::allow_next_grid_launch();
+  }
   build_routing(routing, args, blockIdx.x == 0);  // its barriers also publish the mbarriers
 
   if (producer) {
-    gate_up_produce(shared, args, ring, stages, blockIdx.x + early_units * gridDim.x, produced);
+    producing.produce(first_issued);
     return;  // the consumers wait for every copy it issued
   }
 
@@ -334,7 +486,6 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
   const int32_t hidden = args.hidden;
   const int32_t intermediate = args.intermediate;
   const int32_t feature_blocks = intermediate / kDecodeFeaturesPerUnit;
-  const int32_t units = routing.num_groups * feature_blocks;
   const StepRange slice = decode_step_slice(hidden / kDecodeStepK, kGateUpConsumerWarps, warp);
   const int32_t k_offset = slice.begin * kDecodeStepK + decode_lane_k_offset(lane);
   const uint32_t row_bytes =
@@ -345,16 +496,18 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
   RingPosition at;
   int32_t buffer = 0;
 
-  for (int32_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
-    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
-    const int32_t first = routing.group_first[work.group];
-    const int32_t rows = routing.group_first[work.group + 1] - first;
-    const int32_t feature = work.feature_block * kDecodeFeaturesPerUnit + lane / 4;
+  for (;;) {
     const RingPosition gate_at = at;
     at.advance(stages);
     const RingPosition up_at = at;
     at.advance(stages);
     ptx::mbarrier_wait_parity(&shared.full[gate_at.stage], gate_at.round & 1);
+    const int32_t unit = shared.stage_unit[gate_at.stage];
+    if (unit < 0) break;  // the producer's end mark
+    const DecodeUnit work = decode_gate_up_unit(unit, feature_blocks);
+    const int32_t first = routing.group_first[work.group];
+    const int32_t rows = routing.group_first[work.group + 1] - first;
+    const int32_t feature = work.feature_block * kDecodeFeaturesPerUnit + lane / 4;
     ptx::mbarrier_wait_parity(&shared.full[up_at.stage], up_at.round & 1);
     const SharedRows weights{ring + gate_at.stage * stage_bytes + lane_offset,
                              ring + up_at.stage * stage_bytes + lane_offset};
@@ -363,10 +516,12 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
       const bf16* token =
           args.hidden_states + (slot / args.top_k) * args.hidden_row_stride + k_offset;
       float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      accumulate<kGateUpStepsPerBatch>(acc, weights, token, slice.end - slice.begin);
+      accumulate<kGateUpStepsPerBatch, InputTokens>(acc, weights, token, slice.end - slice.begin);
       if (column0 + kDecodeTokenColumns >= rows) {  // this thread's last read of these stages
         ptx::mbarrier_arrive(&shared.empty[gate_at.stage]);
-        ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
+        // With hand-over, warp 0 frees the up stage only once it has stored the unit's rows
+        // (below): the producer counts the unit when it sees that stage free (UnitCounter).
+        if (warp != 0 || !args.hand_over) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
       }
       // Partials in two buffers: a warp writes buffer b again only after the next barrier,
       // which warp 0 passes only once it has summed buffer b.
@@ -397,6 +552,7 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
       }
       buffer ^= 1;
     }
+    if (warp == 0 && args.hand_over) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
   }
 }
 
@@ -406,7 +562,7 @@ struct DownShared {
   __nv_bfloat16 results[kDecodeMaxSlots][kDecodeWeightRows];  // weighted slot rows, bf16
   int32_t task_offset[kDecodeMaxSlots];                      // bytes into the prefetch buffer
   uint64_t weights_ready;
-  int32_t prefetched_tasks;
+  int32_t prefetched_tasks;  // tasks [0, prefetched_tasks) are in shared memory
 };
 
 __global__ void __launch_bounds__(kDecodeThreads, 2)
@@ -427,8 +583,14 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
   const int32_t tasks = num_groups * slices;
   const int32_t row0 = blockIdx.x * kDecodeWeightRows;
 
+  // This launch's epoch (decode_plan.h; hand-over mode only); see below for who writes it back.
+  const uint32_t epoch =
+      args.hand_over ? decode_launch_epoch(ptx::load_relaxed(args.sync + kDecodeSyncEpochWord)) : 0;
+
   // Task t = (group t / slices, K slice t % slices). The first tasks whose rows fit are copied
-  // into shared memory now, while the last gate_up CTAs still run.
+  // into shared memory now, while gate_up still streams. (With groups handed over, the first
+  // groups are also the first done; copying the last ones instead measured the same, session
+  // 14.)
   if (warp == 0) {
     if (lane == 0) {
       int32_t offset = 0;   // shared-memory bytes taken, pads included
@@ -487,7 +649,21 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     }
   }
   __syncthreads();
-  ptx::wait_for_previous_grid();  // gate_up's intermediate rows are complete and visible
+  // Every gate_up CTA read the epoch word before this grid could start, and every thread of
+  // this grid read it above (the barrier orders those loads before the count, the acq_rel add
+  // orders every CTA's count before the last one's store): the last CTA to count itself started
+  // leaves the epoch for the next launch, while gate_up still streams (counting CTAs finished
+  // at the end instead put an atomic round trip on the layer's tail).
+  if (args.hand_over && threadIdx.x == 0) {
+    uint64_t* const started_word = args.sync + kDecodeSyncStartedWord;
+    const int64_t started =
+        count_on(started_word, epoch, ptx::atomic_add_acq_rel(started_word, 1));
+    if (started == static_cast<int64_t>(gridDim.x) - 1) {
+      ptx::store_relaxed(args.sync + kDecodeSyncEpochWord, epoch);
+    }
+  }
+  // Without hand-over, all of gate_up's rows are complete and visible after this wait.
+  if (!args.hand_over) ptx::wait_for_previous_grid();
 
   const int g = lane / 4;
   auto finish = [&](const float (&acc)[4], int32_t group, int32_t column0) {
@@ -512,6 +688,20 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     const int32_t first = routing.group_first[group];
     const int32_t rows = routing.group_first[group + 1] - first;
     const int32_t k_offset = range.begin * kDecodeStepK + decode_lane_k_offset(lane);
+    // gate_up counts each unit on its group after storing its rows: once all of the group's
+    // units are counted, its intermediate rows are complete. Lane 0 polls (one poller per warp,
+    // backing off, on a line of the group's own) and the warp barrier passes its acquire on to
+    // the other lanes (causality order is transitive through the barrier, as in CUTLASS's
+    // semaphore: one thread spins, a barrier, then all read).
+    if (args.hand_over) {
+      const uint64_t group_done =
+          decode_stamp(epoch, static_cast<uint32_t>(intermediate / kDecodeFeaturesPerUnit));
+      const uint64_t* const group_word = args.sync + decode_group_word(group);
+      if (lane == 0) {
+        while (ptx::load_acquire(group_word) != group_done) __nanosleep(256);
+      }
+      __syncwarp();  // orders the lanes' loads after lane 0's acquire
+    }
     for (int32_t column0 = 0; column0 < rows; column0 += kDecodeTokenColumns) {
       const int32_t slot = lane_slot(routing, first, rows, column0, lane);
       const bf16* token = args.intermediate_out + static_cast<int64_t>(slot) * intermediate +
@@ -523,13 +713,21 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
         const uint32_t low = ptx::smem_address(prefetch + shared.task_offset[task] +
                                                g * row_bytes) +
                              2 * decode_lane_k_offset(lane);
-        accumulate<kStepsPerBatch>(acc, SharedRows{low, low + 8u * row_bytes}, token,
-                                    range.end - range.begin);
+        const SharedRows rows{low, low + 8u * row_bytes};
+        if (args.hand_over) {
+          accumulate<kStepsPerBatch, HandedOverTokens>(acc, rows, token, range.end - range.begin);
+        } else {
+          accumulate<kStepsPerBatch, InputTokens>(acc, rows, token, range.end - range.begin);
+        }
       } else {
         const bf16* low =
             args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + g) * intermediate + k_offset;
         const GlobalRows rows{low, low + 8 * static_cast<int64_t>(intermediate)};
-        accumulate<kStepsPerBatch>(acc, rows, token, range.end - range.begin);
+        if (args.hand_over) {
+          accumulate<kStepsPerBatch, HandedOverTokens>(acc, rows, token, range.end - range.begin);
+        } else {
+          accumulate<kStepsPerBatch, InputTokens>(acc, rows, token, range.end - range.begin);
+        }
       }
       if (slices == 1) {
         finish(acc, group, column0);
@@ -572,6 +770,10 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     reinterpret_cast<__nv_bfloat16*>(args.out)[token * args.out_row_stride + row0 + r] =
         __float2bfloat16_rn(sum);
   }
+  // The rule of grid_dependency.h, kept late: everything read from gate_up above was handed
+  // over by the group counts, and waiting here keeps "this grid done => the chain before it
+  // done" for whatever the stream runs next.
+  ptx::wait_for_previous_grid();
 }
 
 // Per device, queried once: what the launch needs to split an SM's shared memory between a

@@ -3,21 +3,25 @@
 //
 //   1. gate_up (one CTA per SM): every CTA reads topk_ids and sorts the valid slots by expert
 //      itself (no prep kernel); CTA 0 writes the RoutingHeader the host reads later. CTAs take
-//      (expert, 8 features) units; a producer warp bulk-copies each unit's 8 gate rows and 8 up
-//      rows into a shared-memory ring (L2 evict-first), 7 warps split K, and SiLU(gate) * up is
-//      stored in bf16 at intermediate[slot][feature].
+//      (expert, 8 features) units, the first by CTA index and the rest from a ticket counter; a
+//      producer warp bulk-copies each unit's 8 gate rows and 8 up rows into a shared-memory ring
+//      (L2 evict-first), 7 warps split K, SiLU(gate) * up is stored in bf16 at
+//      intermediate[slot][feature], and the unit is counted on its expert group.
 //   2. down_combine (programmatic dependent launch, launched once every gate_up CTA has
 //      started; one of its CTAs fits beside a gate_up CTA on each SM): a CTA owns 16 rows of H.
-//      Before waiting for gate_up it bulk-copies the w2 rows its experts need into shared memory
-//      (as many as fit) and pulls the rest into L2 (evict-last) when the rest is small, both
-//      while gate_up still streams; then it multiplies, applies the router weight (rounded to
-//      bf16 once per slot, as the general path's slot outputs), and sums each token's k slots
-//      in ascending j in fp32: out is bitwise what the general path's combine makes of the same
-//      slot values.
+//      It bulk-copies the w2 rows of its last tasks into shared memory (as many as fit) and
+//      pulls the rest into L2 (evict-last) when the rest is small, both while gate_up still
+//      streams; then it multiplies each expert group as soon as gate_up has counted all of the
+//      group's units, applies the router weight (rounded to bf16 once per slot, as the general
+//      path's slot outputs), and sums each token's k slots in ascending j in fp32: out is
+//      bitwise what the general path's combine makes of the same slot values.
+// The counters are epoch-stamped words in the workspace that need no zeroing
+// (core/decode_plan.h, "Scheduling words").
 //
-// Same contract as the general path: deterministic (fixed summation orders, no atomics),
-// graph-capturable (grids fixed by T and the shape), a bad id is routed nowhere and named in
-// the header, every element of out is written.
+// Same contract as the general path: deterministic (fixed summation orders; the atomics only
+// decide which CTA computes a unit and when, never what it computes), graph-capturable (grids
+// fixed by T and the shape), a bad id is routed nowhere and named in the header, every element
+// of out is written.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -44,9 +48,16 @@ struct DecodeLayerArgs {
   const bf16* w2 = nullptr;   // [E, H, I]
   bf16* intermediate_out = nullptr;  // workspace [T*k, I] by slot
   RoutingHeader* header = nullptr;   // workspace
+  // workspace: kDecodeSyncWords scheduling words (core/decode_plan.h), 8-byte aligned, at an
+  // offset no other part of ramp writes and that does not move with T
+  uint64_t* sync = nullptr;
   bf16* out = nullptr;               // [T, H], rows out_row_stride apart
   int64_t out_row_stride = 0;
   int32_t num_sms = 0;
+  // down_combine takes each expert group as soon as gate_up has finished it, and gate_up takes
+  // units by ticket (the scheduling words in `sync`); false: units by CTA index, and
+  // down_combine waits for all of gate_up (`sync` untouched).
+  bool hand_over = false;
 };
 
 // True when the decode path can run this call: T x k slots fit its shared-memory routing and

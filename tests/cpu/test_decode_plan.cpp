@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/decode_plan.h"
@@ -214,8 +215,8 @@ TEST(DecodePlan, RuleTakesSmallExpertsAtSmallBatches) {
   EXPECT_TRUE(decode_path_by_rule(2, 2048, 768));     // qwen3-30b-a3b: 9 MiB per expert
   EXPECT_FALSE(decode_path_by_rule(1, 2880, 2880));   // gpt-oss-120b: 47 MiB
   EXPECT_TRUE(decode_path_by_rule(4, 2048, 1408));    // deepseek-v2-lite: 16.5 MiB
-  EXPECT_TRUE(decode_path_by_rule(6, 2048, 768));
-  EXPECT_FALSE(decode_path_by_rule(7, 2048, 768));
+  EXPECT_TRUE(decode_path_by_rule(16, 2048, 768));
+  EXPECT_FALSE(decode_path_by_rule(17, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(0, 2048, 768));
   EXPECT_TRUE(decode_path_by_rule(1, 4096, 1024));    // exactly 24 MiB
   EXPECT_FALSE(decode_path_by_rule(1, 4096, 1088));
@@ -249,6 +250,215 @@ TEST(DecodePlan, GateUpRingHoldsWholeStages) {
     EXPECT_EQ(decode_gate_up_stage_bytes(hidden) % 16, 0) << hidden;  // bulk-copy alignment
     EXPECT_GE(decode_gate_up_stage_bytes(hidden), kDecodeFeaturesPerUnit * hidden * 2) << hidden;
   }
+}
+
+// ---- Scheduling words (decode_plan.h): the protocol both kernels run, on a model of the GPU ----
+TEST(DecodePlan, HandOverFromTwoTokens) {
+  EXPECT_FALSE(decode_hand_over_by_rule(1));
+  EXPECT_TRUE(decode_hand_over_by_rule(2));
+  EXPECT_TRUE(decode_hand_over_by_rule(6));
+}
+
+TEST(DecodePlan, SchedulingWordsWorkedExamples) {
+  EXPECT_EQ(decode_counted(decode_stamp(7, 4), 7), 4);
+  EXPECT_EQ(decode_counted(decode_stamp(6, 4), 7), -1);
+  EXPECT_EQ(decode_counted(0, 7), -1);
+  EXPECT_EQ(decode_counted(decode_stamp(7, 0), 7), 0);
+  EXPECT_EQ(decode_ticket_unit(0, 132), 132);
+  // The next launch's epoch is never the epoch its words were stamped with last time.
+  for (const uint64_t word : {uint64_t{0}, ~uint64_t{0}, uint64_t{0x0101010101010101},
+                              uint64_t{kDecodeEpochStep}, decode_stamp(5, 5)}) {
+    EXPECT_NE(decode_launch_epoch(word), static_cast<uint32_t>(word)) << word;
+  }
+  EXPECT_EQ(kDecodeSyncBytes % 128, 0);
+  // Every stamped word on a line of its own, none on the epoch word's.
+  EXPECT_EQ(decode_counter_word(0), kDecodeSyncTicketWord);
+  EXPECT_EQ(decode_counter_word(1), kDecodeSyncStartedWord);
+  EXPECT_EQ(decode_group_word(0), decode_counter_word(2));
+  EXPECT_LT(decode_group_word(kDecodeMaxSlots - 1), kDecodeSyncWords);
+  for (int32_t i = 0; i < kDecodeSyncCounterLines; ++i) {
+    EXPECT_EQ(decode_counter_word(i) % kDecodeSyncWordsPerLine, 0);
+    EXPECT_NE(decode_counter_word(i) / kDecodeSyncWordsPerLine, 0);
+  }
+}
+
+// Launches of the decode path on one workspace, modelled as CTAs whose steps interleave in a
+// random order (no timing assumed: any step of any CTA may come first), over starting contents
+// the caller might leave: zeros, all ones, a ramp of integers, random bytes. Each launch must
+// compute every unit exactly once, let down_combine read a group only once all of its units are
+// done, never deadlock, and leave the epoch word for the next launch.
+class SchedulingModel {
+ public:
+  SchedulingModel(std::vector<uint64_t>* words, int32_t grid, int32_t groups, int32_t feature_blocks,
+                  int32_t down_grid, uint64_t seed)
+      : words_(*words), grid_(grid), groups_(groups), feature_blocks_(feature_blocks),
+        down_grid_(down_grid), random_(seed) {}
+
+  // Returns an empty string when the launch kept every rule, else what broke.
+  std::string launch() {
+    const int32_t units = groups_ * feature_blocks_;
+    done_.assign(static_cast<size_t>(units), 0);
+    struct Gate {
+      int32_t step = 0;  // 0 read epoch, 1 stamps (CTA 0), 2 static unit, 3 ticket, 4 exit
+      int32_t stamp = 0;
+      uint32_t epoch = 0;
+      int32_t unit = -1;     // unit computed, whose group count is still to be added
+    };
+    struct Down {
+      int32_t step = 0;  // 0 read epoch, 1 count started, 2 wait for group `group`, 3 exit
+      int32_t group = 0;
+      uint32_t epoch = 0;
+    };
+    std::vector<Gate> gates(static_cast<size_t>(grid_));
+    std::vector<Down> downs(static_cast<size_t>(down_grid_));
+    const uint32_t launch_epoch = decode_launch_epoch(words_[kDecodeSyncEpochWord]);
+    int32_t gates_started = 0;
+    auto add = [&](int32_t word) {
+      const uint64_t old = words_[static_cast<size_t>(word)];
+      words_[static_cast<size_t>(word)] = old + 1;
+      return old;
+    };
+    for (int64_t moves = 0;; ++moves) {
+      if (moves > 1000000) return "no progress";
+      std::vector<int32_t> ready;  // gate CTAs 0..grid-1, then down CTAs
+      for (int32_t c = 0; c < grid_; ++c) {
+        if (gates[c].step < 4) ready.push_back(c);
+      }
+      // down_combine starts once every gate_up CTA has read the epoch (programmatic launch).
+      for (int32_t d = 0; d < down_grid_ && gates_started == grid_; ++d) {
+        const Down& down = downs[d];
+        if (down.step == 3) continue;
+        if (down.step == 2 &&
+            words_[static_cast<size_t>(decode_group_word(down.group))] !=
+                decode_stamp(down.epoch, static_cast<uint32_t>(feature_blocks_))) {
+          continue;  // spinning
+        }
+        ready.push_back(grid_ + d);
+      }
+      if (ready.empty()) break;
+      const int32_t actor = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(random_)];
+      if (actor < grid_) {
+        Gate& gate = gates[actor];
+        if (gate.step == 0) {
+          gate.epoch = decode_launch_epoch(words_[kDecodeSyncEpochWord]);
+          ++gates_started;
+          gate.step = actor == 0 ? 1 : 2;
+        } else if (gate.step == 1) {  // one stamp per move, in the kernel's order
+          words_[static_cast<size_t>(decode_counter_word(gate.stamp))] = decode_stamp(gate.epoch, 0);
+          if (++gate.stamp == kDecodeSyncCounterLines) gate.step = 2;
+        } else if (gate.unit >= 0) {  // count the computed unit on its group
+          const int32_t group = gate.unit / feature_blocks_;
+          if (decode_counted(add(decode_group_word(group)), gate.epoch) >= 0) gate.unit = -1;
+        } else if (gate.step == 2) {
+          gate.step = 3;
+          if (actor < units) compute(actor, &gate.unit);
+        } else {  // gate.step == 3
+          const int64_t ticket = decode_counted(add(kDecodeSyncTicketWord), gate.epoch);
+          if (ticket < 0) continue;  // stale: add again
+          const int32_t unit = decode_ticket_unit(ticket, grid_);
+          if (unit >= units) {
+            gate.step = 4;
+          } else {
+            compute(unit, &gate.unit);
+          }
+        }
+      } else {
+        Down& down = downs[actor - grid_];
+        if (down.step == 0) {
+          down.epoch = decode_launch_epoch(words_[kDecodeSyncEpochWord]);
+          if (down.epoch != launch_epoch) return "down_combine read another epoch";
+          down.step = 1;
+        } else if (down.step == 1) {
+          const int64_t started = decode_counted(add(kDecodeSyncStartedWord), down.epoch);
+          if (started < 0) continue;
+          if (started == down_grid_ - 1) words_[kDecodeSyncEpochWord] = down.epoch;
+          down.step = groups_ > 0 ? 2 : 3;
+        } else {  // step 2: the group's count is complete: read its rows
+          for (int32_t f = 0; f < feature_blocks_; ++f) {
+            if (done_[static_cast<size_t>(down.group * feature_blocks_ + f)] != 1) {
+              return "group " + std::to_string(down.group) + " read before unit " +
+                     std::to_string(f) + " was done";
+            }
+          }
+          if (++down.group == groups_) down.step = 3;
+        }
+      }
+    }
+    for (const Gate& gate : gates) {
+      if (gate.step != 4) return "gate_up did not finish (deadlock)";
+    }
+    for (const Down& down : downs) {
+      if (down.step != 3) return "down_combine did not finish (deadlock)";
+    }
+    for (int32_t u = 0; u < units; ++u) {
+      if (done_[static_cast<size_t>(u)] != 1) {
+        return "unit " + std::to_string(u) + " computed " +
+               std::to_string(done_[static_cast<size_t>(u)]) + " times";
+      }
+    }
+    if (static_cast<uint32_t>(words_[kDecodeSyncEpochWord]) != launch_epoch) {
+      return "the epoch word was not written back";
+    }
+    return "";
+  }
+
+ private:
+  void compute(int32_t unit, int32_t* pending) {
+    ++done_[static_cast<size_t>(unit)];
+    *pending = unit;
+  }
+  std::vector<uint64_t>& words_;
+  int32_t grid_, groups_, feature_blocks_, down_grid_;
+  std::mt19937_64 random_;
+  std::vector<int32_t> done_;
+};
+
+TEST(DecodePlan, SchedulingWordsSurviveAnyStartingContentsAndAnyInterleaving) {
+  std::mt19937_64 random(20261123);
+  std::vector<std::vector<uint64_t>> starts;
+  starts.emplace_back(kDecodeSyncWords, 0);
+  starts.emplace_back(kDecodeSyncWords, ~uint64_t{0});
+  std::vector<uint64_t> ramp_words(kDecodeSyncWords);
+  std::iota(ramp_words.begin(), ramp_words.end(), uint64_t{0});
+  starts.push_back(ramp_words);
+  std::vector<uint64_t> noise(kDecodeSyncWords);
+  for (uint64_t& w : noise) w = random();
+  starts.push_back(noise);
+  int32_t launches = 0;
+  for (const auto& start : starts) {
+    std::vector<uint64_t> words = start;
+    // Several launches on the same words, with shapes that change between them (T changes
+    // the groups; a grid larger than the units leaves CTAs with tickets only).
+    const int32_t shapes[][4] = {{6, 3, 4, 4}, {8, 1, 5, 2}, {4, 5, 3, 3}, {12, 2, 4, 1},
+                                 {5, 0, 4, 2}, {3, 4, 6, 5}};
+    for (const auto& s : shapes) {
+      for (int repeat = 0; repeat < 20; ++repeat) {
+        SchedulingModel model(&words, s[0], s[1], s[2], s[3], random());
+        const std::string broken = model.launch();
+        ASSERT_EQ(broken, "") << "start " << (&start - starts.data()) << " grid " << s[0]
+                              << " groups " << s[1] << " repeat " << repeat;
+        ++launches;
+      }
+    }
+  }
+  EXPECT_EQ(launches, 4 * 6 * 20);
+}
+
+// The model above must be able to fail: a launch that does not stamp (epoch reused) breaks it.
+TEST(DecodePlan, SchedulingModelCatchesAReusedEpoch) {
+  std::vector<uint64_t> words(kDecodeSyncWords, 0);
+  SchedulingModel first(&words, 6, 3, 4, 4, 1);
+  ASSERT_EQ(first.launch(), "");
+  // Roll the epoch word back, as if the last down_combine CTA had not written it: the words the
+  // first launch left are then current for the second, which must be caught.
+  words[kDecodeSyncEpochWord] = static_cast<uint32_t>(words[kDecodeSyncEpochWord]) - kDecodeEpochStep;
+  bool caught = false;
+  for (uint64_t seed = 0; seed < 50 && !caught; ++seed) {
+    std::vector<uint64_t> copy = words;
+    SchedulingModel second(&copy, 6, 3, 4, 4, seed);
+    caught = second.launch() != "";
+  }
+  EXPECT_TRUE(caught);
 }
 
 }  // namespace

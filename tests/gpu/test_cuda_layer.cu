@@ -12,6 +12,8 @@
 #include <thread>
 #include <utility>
 #include <limits>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -112,6 +114,10 @@ class LayerProblem {
   Status run(cudaStream_t stream, const cuda::CudaOptions& options = {}) {
     return cuda::moe_layer(shape_, device_args(), workspace_.as(), workspace_bytes_, stream,
                            options);
+  }
+  // The same call on a workspace of the caller's (shared between problems of other T).
+  Status run_in(void* workspace, size_t workspace_bytes, const cuda::CudaOptions& options) {
+    return cuda::moe_layer(shape_, device_args(), workspace, workspace_bytes, nullptr, options);
   }
 
   // The [T, H] output, without the row-stride gap.
@@ -515,9 +521,10 @@ TEST(CudaLayer, MixedBoxAndGatherTilesRunToCompletion) {
 // token columns), few experts (GEMM2 K-sliced across warps), many experts (more w2 rows than the
 // shared-memory prefetch holds: the rest pulled into L2 or streamed from global), I = 64 (fewer
 // K steps than warps), E = 1 and 512, row strides, a 2-stage GEMM1 ring.
-cuda::CudaOptions decode_forced() {
+cuda::CudaOptions decode_forced(int32_t hand_over = -1) {
   cuda::CudaOptions options;
   options.decode_max_tokens = 1 << 20;
+  options.decode_hand_over = hand_over;
   return options;
 }
 
@@ -535,20 +542,29 @@ const LayerCase kDecodeCases[] = {
     {"uniform", 2, 16, 4, 2880, 256},     // gpt-oss-120b's H: a ring of only 2 stages
 };
 
+// Both ways the two kernels can cooperate (CudaOptions::decode_hand_over), on every case; the
+// two must agree bit for bit (the hand-over changes who computes a unit and when, not how).
 TEST(CudaLayer, DecodePathMatchesCpuReference) {
   RAMP_SKIP_WITHOUT_DEVICE();
-  const cuda::CudaOptions options = decode_forced();
   for (const LayerCase& c : kDecodeCases) {
-    ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, options)) << describe(c);
+    ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, decode_forced())) << describe(c);
     LayerProblem problem(c, 1000);
-    problem.poison_output();
-    const Status status = problem.run(nullptr, options);
-    ASSERT_TRUE(status.is_ok()) << describe(c) << ": " << status.to_string();
-    RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
-    EXPECT_TRUE(problem.routing_status(nullptr).is_ok()) << describe(c);
-    EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
-              kLayerTolerance)
-        << describe(c);
+    std::vector<bf16> outputs[2];
+    for (const int32_t hand_over : {0, 1}) {
+      const std::string what = describe(c) + " hand-over " + std::to_string(hand_over);
+      problem.poison_output();
+      const Status status = problem.run(nullptr, decode_forced(hand_over));
+      ASSERT_TRUE(status.is_ok()) << what << ": " << status.to_string();
+      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+      EXPECT_TRUE(problem.routing_status(nullptr).is_ok()) << what;
+      outputs[hand_over] = problem.output();
+      EXPECT_LE(cpu::relative_frobenius_error(outputs[hand_over], problem.reference()),
+                kLayerTolerance)
+          << what;
+    }
+    EXPECT_EQ(std::memcmp(outputs[0].data(), outputs[1].data(), sizeof(bf16) * outputs[0].size()),
+              0)
+        << describe(c) << ": the hand-over changed the output";
   }
 }
 
@@ -588,8 +604,11 @@ TEST(CudaLayer, DecodePathIsBitwiseDeterministic) {
   for (const LayerCase& c : {LayerCase{"zipf1.5", 8, 64, 8, 512, 256},
                              LayerCase{"uniform", 1, 8, 2, 1024, 1024}}) {
     LayerProblem problem(c, 1100);
-    ASSERT_NO_FATAL_FAILURE(
-        expect_runs_bitwise_equal(problem, decode_forced(), describe(c) + ": "));
+    for (const int32_t hand_over : {0, 1}) {
+      ASSERT_NO_FATAL_FAILURE(expect_runs_bitwise_equal(
+          problem, decode_forced(hand_over),
+          describe(c) + " hand-over " + std::to_string(hand_over) + ": "));
+    }
   }
 }
 
@@ -599,6 +618,69 @@ TEST(CudaLayer, DecodePathGraphReplayFollowsANewRoutingEachTime) {
   const LayerCase c{"uniform", 4, 32, 4, 512, 256};
   ASSERT_TRUE(cuda::uses_decode_path(shape_of(c), c.num_tokens, cuda::CudaOptions{}));
   expect_graph_replays_follow_the_routing(c, 1200, 1300);
+}
+
+// The decode path keeps epoch-stamped scheduling words at the start of the workspace
+// (core/decode_plan.h) and must not depend on what it finds there: zeros, all ones, random
+// bytes, or what general-path calls and decode calls at other T left. One workspace is shared
+// by three problems of different T (so the words stay put while the plan behind them moves)
+// and each call is checked against the CPU reference with a new routing; the epoch word must
+// advance by one step per decode call that hands over (the last down_combine CTA to start
+// wrote it back) and stay put otherwise.
+TEST(CudaLayer, DecodePathRunsFromAnyWorkspaceContents) {
+  RAMP_SKIP_WITHOUT_DEVICE();
+  const LayerCase cases[] = {{"uniform", 1, 8, 4, 2048, 768},  // qwen3-30b-a3b's H and I
+                             {"zipf1.5", 6, 8, 4, 2048, 768},
+                             {"uniform", 24, 8, 4, 2048, 768}};  // general path by default
+  std::vector<std::unique_ptr<LayerProblem>> problems;
+  size_t bytes = 0;
+  for (const LayerCase& c : cases) {
+    problems.push_back(std::make_unique<LayerProblem>(c, 1500 + problems.size()));
+    bytes = std::max(bytes, problems.back()->workspace_bytes());
+  }
+  DeviceBuffer workspace(bytes);
+  ASSERT_NE(workspace.as(), nullptr);
+  std::vector<uint8_t> noise(bytes);
+  std::mt19937 random(1600);
+  for (uint8_t& b : noise) b = static_cast<uint8_t>(random());
+  const char* fills[] = {"zeros", "ones", "noise"};
+  uint64_t routing_seed = 1700;
+  for (const char* fill : fills) {
+    const std::string name(fill);
+    if (name == "noise") {
+      RAMP_ASSERT_CUDA(cudaMemcpy(workspace.as(), noise.data(), bytes, cudaMemcpyHostToDevice));
+    } else {
+      RAMP_ASSERT_CUDA(cudaMemset(workspace.as(), name == "ones" ? 0xFF : 0x00, bytes));
+    }
+    // {problem, options}: options 0 the defaults, 1 the decode path with hand-over, 2 without.
+    // decode T=1, decode T=6, general T=24, decode T=1 without hand-over, decode T=24, T=6.
+    const int order[][2] = {{0, 1}, {1, 1}, {2, 0}, {0, 2}, {2, 1}, {1, 0}};
+    for (const auto& step : order) {
+      LayerProblem& problem = *problems[step[0]];
+      const LayerCase& c = cases[step[0]];
+      const cuda::CudaOptions options = step[1] == 0   ? cuda::CudaOptions{}
+                                        : step[1] == 1 ? decode_forced(1)
+                                                       : decode_forced(0);
+      const bool decode = cuda::uses_decode_path(problem.shape(), c.num_tokens, options);
+      ASSERT_EQ(decode, step[0] != 2 || step[1] != 0) << describe(c);
+      const bool hand_over =
+          decode && (step[1] == 1 || (step[1] == 0 && decode_hand_over_by_rule(c.num_tokens)));
+      problem.set_routing(c.routing, ++routing_seed);
+      problem.poison_output();
+      uint64_t before = 0, after = 0;
+      RAMP_ASSERT_CUDA(cudaMemcpy(&before, workspace.as(), 8, cudaMemcpyDeviceToHost));
+      const Status status = problem.run_in(workspace.as(), bytes, options);
+      ASSERT_TRUE(status.is_ok()) << name << " " << describe(c) << ": " << status.to_string();
+      RAMP_ASSERT_CUDA(cudaDeviceSynchronize());
+      RAMP_ASSERT_CUDA(cudaMemcpy(&after, workspace.as(), 8, cudaMemcpyDeviceToHost));
+      EXPECT_EQ(static_cast<uint32_t>(after),
+                hand_over ? decode_launch_epoch(before) : static_cast<uint32_t>(before))
+          << name << " " << describe(c) << " hand-over " << hand_over;
+      EXPECT_LE(cpu::relative_frobenius_error(problem.output(), problem.reference()),
+                kLayerTolerance)
+          << name << " " << describe(c) << (decode ? " (decode path)" : " (general path)");
+    }
+  }
 }
 
 // Bad routing on the decode path (its own header writer and slot sort).

@@ -77,7 +77,9 @@ DeviceResult run_device_prep(const PrepInput& in, const PrepSettings& settings) 
   const int32_t num_slots = in.num_tokens * in.top_k;
   const int32_t num_gemms = static_cast<int32_t>(settings.out_features.size());
   const PlanLayout layout = plan_layout(in.num_experts, num_slots, num_gemms);
-  const size_t scratch_offset = (layout.bytes + 255) / 256 * 256;
+  // The plan where a layer workspace has it (read_routing_status looks there).
+  const size_t plan_offset = cuda::workspace_plan_offset();
+  const size_t scratch_offset = (plan_offset + layout.bytes + 255) / 256 * 256;
   DeviceBuffer workspace(scratch_offset +
                          cuda::routing_prep_scratch_bytes(in.num_experts, num_slots));
   // Poison: a byte the prep forgets to write cannot match the host's zero by luck.
@@ -91,7 +93,7 @@ DeviceResult run_device_prep(const PrepInput& in, const PrepSettings& settings) 
   args.num_tokens = in.num_tokens;
   args.top_k = in.top_k;
   args.num_experts = in.num_experts;
-  char* base = workspace.as<char>();
+  char* const base = workspace.as<char>() + plan_offset;
   args.routing = routing_view_at(base + layout.routing, in.num_experts, in.top_k, num_slots);
   args.num_gemms = num_gemms;
   for (int32_t g = 0; g < num_gemms; ++g) {
@@ -102,11 +104,11 @@ DeviceResult run_device_prep(const PrepInput& in, const PrepSettings& settings) 
   args.forced_config = settings.forced_config;
   args.num_sms = settings.num_sms;
   for (int32_t g = 0; g < num_gemms; ++g) args.selection[g] = settings.selection[g];
-  args.scratch = base + scratch_offset;
+  args.scratch = workspace.as<char>() + scratch_offset;
 
   Status launch = cuda::launch_routing_prep(args, nullptr);
   const cudaError_t sync = cudaDeviceSynchronize();
-  std::vector<std::byte> plan = to_host<std::byte>(workspace.as(), layout.bytes);
+  std::vector<std::byte> plan = to_host<std::byte>(base, layout.bytes);
   Status routing = cuda::read_routing_status(workspace.as(), in.num_experts, in.num_tokens,
                                              in.top_k, ids.as<int32_t>(), args.topk_weights,
                                              nullptr);

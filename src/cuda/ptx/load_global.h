@@ -1,5 +1,6 @@
 // Plain 16-byte global loads with cache qualifiers: the decode path's weight stream (read once,
-// kept out of L1) and its token / intermediate rows (read by every warp: through L1).
+// kept out of L1), its token rows (read by every warp: through L1) and the intermediate rows
+// GEMM2 reads while GEMM1 still runs (from L2).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,17 @@ __device__ __forceinline__ uint4 load_cached_16(const void* pointer) {
   asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(pointer));
+  return v;
+}
+
+// Data another grid is writing while this one runs (handed over by a counter read with
+// load_acquire): from L2, the point of coherence, never from a possibly stale L1 line.
+__device__ __forceinline__ uint4 load_l2_16(const void* pointer) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(pointer)
+               : "memory");
   return v;
 }
 
