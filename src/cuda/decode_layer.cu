@@ -836,9 +836,12 @@ DecodeDeviceLimits decode_device_limits() {
 
 // down_combine's prefetch: what an SM has left beside one gate_up CTA with its ring, capped by
 // what the most active down_combine CTA could use (every slot its own expert, one slice each).
-// Example (H100, qwen3-30b-a3b T = 1, static sizes of the nvcc 13.0 build): 233472 - (11520
-// static + 99840 ring + 1024) - (17536 static + 1024) = 102528 bytes: 4 of its 8 experts' tasks
-// of 16 x 1600 = 25600 bytes (128 bytes to spare; with 3 the layer is ~3% slower at T = 1).
+// Example (H100, qwen3-30b-a3b T = 1, static sizes of the nvcc 13.0 build at 52742ed):
+// 233472 - (12672 static + 99840 ring + 1024) - (18560 static + 1024) = 100352 bytes: 3 of its 8
+// experts' tasks of 16 x 1600 = 25600 bytes. (Session 9 fitted 4 and measured 3 as ~3% slower;
+// the static sizes have grown since. Session 14 made room for 4 again by keeping DecodeRouting's
+// slots and ids in 16 bits: 1.000x over T = 1..16, bench/results/h100-2026-11-23c-ab-decode-
+// prefetch-4-tasks.json, so not kept.)
 int32_t decode_prefetch_bytes(const DecodeDeviceLimits& limits, const DecodeLayerArgs& args,
                               int64_t ring_bytes) {
   const int64_t most_groups = std::min(args.num_tokens * args.top_k, args.num_experts);
