@@ -185,9 +185,10 @@ inline constexpr int64_t kDecodeL2RestMaxBytes = int64_t{16} << 20;
 // units statically (unit = CTA index: the producer issues it before the CTA has sorted the
 // routing) and takes every later unit from a ticket counter, so CTAs that DRAM serves faster
 // take more units; and down_combine does not wait for all of gate_up: it multiplies an expert
-// group as soon as gate_up has counted all of that group's units finished. Why (%globaltimer timeline, qwen3-30b-a3b T = 1, session 9): gate_up's CTAs ended
-// between 22.8 and 29.8 us with 5 or 6 statically dealt units each, and down_combine did all
-// of its 5-6 us of work after the last of them.
+// group as soon as gate_up has counted all of that group's units finished. Why (%globaltimer
+// timeline, qwen3-30b-a3b T = 1, session 9): gate_up's CTAs ended between 22.8 and 29.8 us with
+// 5 or 6 statically dealt units each, and down_combine did all of its 5-6 us of work after the
+// last of them.
 //
 // Counters need a known start, and the caller's workspace promises none ("its contents before
 // run() do not matter"); no kernel runs before gate_up to zero them. So every counter word
@@ -233,7 +234,8 @@ RAMP_HOST_DEVICE constexpr uint64_t decode_stamp(uint32_t epoch, uint32_t count)
 }
 // What an atomic add of 1 that returned `old` counted: the count it took (0 for the first add
 // after the stamp), or -1 when the word was stale (add again).
-// Example: epoch 7, old = stamp(7, 4) -> 4; old = stamp(6, 4) or any garbage without 7 on top -> -1.
+// Example: epoch 7, old = stamp(7, 4) -> 4; old = stamp(6, 4), or anything without 7 on top,
+// -> -1.
 RAMP_HOST_DEVICE constexpr int64_t decode_counted(uint64_t old, uint32_t epoch) {
   return static_cast<uint32_t>(old >> 32) == epoch ? static_cast<int64_t>(old & 0xffffffffu)
                                                    : -1;

@@ -215,7 +215,8 @@ RoutingPrepArgs prep_args(void* workspace, const WorkspaceLayout& layout, const 
                                  num_tokens * top_k);
   prep.num_gemms = static_cast<int32_t>(layout.plan.task_maps.size());
   for (int32_t g = 0; g < prep.num_gemms; ++g) {
-    prep.task_maps[g] = task_map_view_at(base + kPlanOffset + layout.plan.task_maps[g], num_experts);
+    prep.task_maps[g] =
+        task_map_view_at(base + kPlanOffset + layout.plan.task_maps[g], num_experts);
   }
   prep.order = options.order;
   prep.forced_config = options.forced_config;

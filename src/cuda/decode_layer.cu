@@ -292,6 +292,8 @@ struct UnitCounter {
 // while it waits).
 // gate_up's producer warp: fills the ring with units' gate and up rows, takes units by ticket,
 // and counts finished units on their groups (UnitCounter). Lane r < 8 copies row r of a half.
+// kHandOver false: units by CTA index, nothing counted (DecodeLayerArgs::hand_over).
+template <bool kHandOver>
 struct GateUpProducer {
   GateUpShared& shared;
   const DecodeLayerArgs& args;
@@ -330,7 +332,7 @@ struct GateUpProducer {
       if (half == 1) wait_free();
       if (lane == 0) {
         if (half == 0) shared.stage_unit[at.stage] = unit;  // published by the arrive below
-        if (half == 1 && args.hand_over) {
+        if (half == 1 && kHandOver) {
           shared.up_group[at.stage] = group;
           shared.up_round[at.stage] = at.round;
         }
@@ -393,7 +395,7 @@ struct GateUpProducer {
         issue_unit(unit, shared.routing.group_expert[work.group], work.group,
                    work.feature_block);
       }
-      if (!args.hand_over) {  // units by CTA index
+      if (!kHandOver) {  // units by CTA index
         static_unit += static_cast<int32_t>(gridDim.x);
         unit = static_unit;
         if (unit >= units) break;
@@ -428,6 +430,7 @@ struct GateUpProducer {
   }
 };
 
+template <bool kHandOver>
 __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
     decode_gate_up_kernel(DecodeLayerArgs args, int32_t stages) {
   __shared__ GateUpShared shared;
@@ -450,9 +453,9 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
   // topk_ids may come from the kernel before this one: wait, then let down_combine start (it
   // reads inputs early, which is safe once this wait has returned).
   ptx::wait_for_previous_grid();
-  GateUpProducer producing{shared, args, ring, stages};
+  GateUpProducer<kHandOver> producing{shared, args, ring, stages};
   bool first_issued = false;
-  if (!args.hand_over) {
+  if (!kHandOver) {
     // No scheduling words: down_combine may start at once, and waits for this grid to end.
     ptx::allow_next_grid_launch();
     if (producer) first_issued = producing.issue_first_unit();
@@ -521,7 +524,7 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
         ptx::mbarrier_arrive(&shared.empty[gate_at.stage]);
         // With hand-over, warp 0 frees the up stage only once it has stored the unit's rows
         // (below): the producer counts the unit when it sees that stage free (UnitCounter).
-        if (warp != 0 || !args.hand_over) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
+        if (warp != 0 || !kHandOver) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
       }
       // Partials in two buffers: a warp writes buffer b again only after the next barrier,
       // which warp 0 passes only once it has summed buffer b.
@@ -552,7 +555,7 @@ __global__ void __launch_bounds__(kGateUpThreads, 2)  // <= 128 registers
       }
       buffer ^= 1;
     }
-    if (warp == 0 && args.hand_over) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
+    if (warp == 0 && kHandOver) ptx::mbarrier_arrive(&shared.empty[up_at.stage]);
   }
 }
 
@@ -565,6 +568,7 @@ struct DownShared {
   int32_t prefetched_tasks;  // tasks [0, prefetched_tasks) are in shared memory
 };
 
+template <bool kHandOver>
 __global__ void __launch_bounds__(kDecodeThreads, 2)
     decode_down_combine_kernel(DecodeLayerArgs args, int32_t prefetch_bytes) {
   __shared__ DownShared shared;
@@ -585,7 +589,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
 
   // This launch's epoch (decode_plan.h; hand-over mode only); see below for who writes it back.
   const uint32_t epoch =
-      args.hand_over ? decode_launch_epoch(ptx::load_relaxed(args.sync + kDecodeSyncEpochWord)) : 0;
+      kHandOver ? decode_launch_epoch(ptx::load_relaxed(args.sync + kDecodeSyncEpochWord)) : 0;
 
   // Task t = (group t / slices, K slice t % slices). The first tasks whose rows fit are copied
   // into shared memory now, while gate_up still streams. (With groups handed over, the first
@@ -654,7 +658,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
   // orders every CTA's count before the last one's store): the last CTA to count itself started
   // leaves the epoch for the next launch, while gate_up still streams (counting CTAs finished
   // at the end instead put an atomic round trip on the layer's tail).
-  if (args.hand_over && threadIdx.x == 0) {
+  if (kHandOver && threadIdx.x == 0) {
     uint64_t* const started_word = args.sync + kDecodeSyncStartedWord;
     const int64_t started =
         count_on(started_word, epoch, ptx::atomic_add_acq_rel(started_word, 1));
@@ -663,7 +667,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     }
   }
   // Without hand-over, all of gate_up's rows are complete and visible after this wait.
-  if (!args.hand_over) ptx::wait_for_previous_grid();
+  if (!kHandOver) ptx::wait_for_previous_grid();
 
   const int g = lane / 4;
   auto finish = [&](const float (&acc)[4], int32_t group, int32_t column0) {
@@ -693,7 +697,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     // backing off, on a line of the group's own) and the warp barrier passes its acquire on to
     // the other lanes (causality order is transitive through the barrier, as in CUTLASS's
     // semaphore: one thread spins, a barrier, then all read).
-    if (args.hand_over) {
+    if constexpr (kHandOver) {
       const uint64_t group_done =
           decode_stamp(epoch, static_cast<uint32_t>(intermediate / kDecodeFeaturesPerUnit));
       const uint64_t* const group_word = args.sync + decode_group_word(group);
@@ -714,7 +718,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
                                                g * row_bytes) +
                              2 * decode_lane_k_offset(lane);
         const SharedRows rows{low, low + 8u * row_bytes};
-        if (args.hand_over) {
+        if constexpr (kHandOver) {
           accumulate<kStepsPerBatch, HandedOverTokens>(acc, rows, token, range.end - range.begin);
         } else {
           accumulate<kStepsPerBatch, InputTokens>(acc, rows, token, range.end - range.begin);
@@ -723,7 +727,7 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
         const bf16* low =
             args.w2 + (static_cast<int64_t>(expert) * hidden + row0 + g) * intermediate + k_offset;
         const GlobalRows rows{low, low + 8 * static_cast<int64_t>(intermediate)};
-        if (args.hand_over) {
+        if constexpr (kHandOver) {
           accumulate<kStepsPerBatch, HandedOverTokens>(acc, rows, token, range.end - range.begin);
         } else {
           accumulate<kStepsPerBatch, InputTokens>(acc, rows, token, range.end - range.begin);
@@ -795,11 +799,26 @@ DecodeDeviceLimits decode_device_limits() {
   if ((limits.error = cudaGetDevice(&device)) != cudaSuccess) return limits;
   std::lock_guard<std::mutex> lock(mutex);
   if (device < 64 && known[device]) return cached[device];
-  cudaFuncAttributes gate_up{}, down{};
+  // Both instantiations of each kernel (with and without the hand-over): the larger static
+  // shared memory of the two sets the split.
+  const void* const gate_up_kernels[2] = {
+      reinterpret_cast<const void*>(&decode_gate_up_kernel<false>),
+      reinterpret_cast<const void*>(&decode_gate_up_kernel<true>)};
+  const void* const down_kernels[2] = {
+      reinterpret_cast<const void*>(&decode_down_combine_kernel<false>),
+      reinterpret_cast<const void*>(&decode_down_combine_kernel<true>)};
   int per_sm = 0, per_block = 0;
-  if ((limits.error = cudaFuncGetAttributes(&gate_up, decode_gate_up_kernel)) != cudaSuccess ||
-      (limits.error = cudaFuncGetAttributes(&down, decode_down_combine_kernel)) != cudaSuccess ||
-      (limits.error = cudaDeviceGetAttribute(
+  for (int mode = 0; mode < 2; ++mode) {
+    cudaFuncAttributes gate_up{}, down{};
+    if ((limits.error = cudaFuncGetAttributes(&gate_up, gate_up_kernels[mode])) != cudaSuccess ||
+        (limits.error = cudaFuncGetAttributes(&down, down_kernels[mode])) != cudaSuccess) {
+      return limits;
+    }
+    limits.gate_up_static =
+        std::max(limits.gate_up_static, static_cast<int64_t>(gate_up.sharedSizeBytes));
+    limits.down_static = std::max(limits.down_static, static_cast<int64_t>(down.sharedSizeBytes));
+  }
+  if ((limits.error = cudaDeviceGetAttribute(
            &per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device)) != cudaSuccess ||
       (limits.error = cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                              device)) != cudaSuccess) {
@@ -807,25 +826,25 @@ DecodeDeviceLimits decode_device_limits() {
   }
   limits.per_sm = per_sm;
   limits.per_block = per_block;
-  limits.gate_up_static = static_cast<int64_t>(gate_up.sharedSizeBytes);
-  limits.down_static = static_cast<int64_t>(down.sharedSizeBytes);
   // Both kernels ask for the largest shared-memory carve-out, so an SM running gate_up already
   // has room for a down_combine CTA.
-  if ((limits.error = cudaFuncSetAttribute(
-           decode_gate_up_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-           static_cast<int>(std::min<int64_t>(kDecodeGateUpRingBytes,
-                                              limits.per_block - limits.gate_up_static)))) !=
-          cudaSuccess ||
-      (limits.error = cudaFuncSetAttribute(
-           decode_down_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-           static_cast<int>(limits.per_block - limits.down_static))) != cudaSuccess ||
-      (limits.error = cudaFuncSetAttribute(decode_down_combine_kernel,
-                                           cudaFuncAttributePreferredSharedMemoryCarveout,
-                                           100)) != cudaSuccess ||
-      (limits.error = cudaFuncSetAttribute(decode_gate_up_kernel,
-                                           cudaFuncAttributePreferredSharedMemoryCarveout,
-                                           100)) != cudaSuccess) {
-    return limits;
+  for (int mode = 0; mode < 2; ++mode) {
+    if ((limits.error = cudaFuncSetAttribute(
+             gate_up_kernels[mode], cudaFuncAttributeMaxDynamicSharedMemorySize,
+             static_cast<int>(std::min<int64_t>(kDecodeGateUpRingBytes,
+                                                limits.per_block - limits.gate_up_static)))) !=
+            cudaSuccess ||
+        (limits.error = cudaFuncSetAttribute(
+             down_kernels[mode], cudaFuncAttributeMaxDynamicSharedMemorySize,
+             static_cast<int>(limits.per_block - limits.down_static))) != cudaSuccess ||
+        (limits.error = cudaFuncSetAttribute(down_kernels[mode],
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             100)) != cudaSuccess ||
+        (limits.error = cudaFuncSetAttribute(gate_up_kernels[mode],
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             100)) != cudaSuccess) {
+      return limits;
+    }
   }
   if (device < 64) {
     cached[device] = limits;
@@ -881,7 +900,10 @@ Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream) {
   gate_up.blockDim = dim3(kGateUpThreads);
   gate_up.dynamicSmemBytes = static_cast<size_t>(ring_bytes);
   gate_up.stream = stream;
-  RAMP_CUDA_TRY(cudaLaunchKernelEx(&gate_up, decode_gate_up_kernel, args, stages));
+  // The one place the hand-over becomes a template parameter.
+  RAMP_CUDA_TRY(args.hand_over
+                    ? cudaLaunchKernelEx(&gate_up, decode_gate_up_kernel<true>, args, stages)
+                    : cudaLaunchKernelEx(&gate_up, decode_gate_up_kernel<false>, args, stages));
 
   cudaLaunchConfig_t down{};
   down.gridDim = dim3(static_cast<unsigned>(args.hidden / kDecodeWeightRows));
@@ -893,7 +915,10 @@ Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream) {
   overlap.val.programmaticStreamSerializationAllowed = 1;
   down.attrs = &overlap;
   down.numAttrs = 1;
-  RAMP_CUDA_TRY(cudaLaunchKernelEx(&down, decode_down_combine_kernel, args, prefetch_bytes));
+  RAMP_CUDA_TRY(
+      args.hand_over
+          ? cudaLaunchKernelEx(&down, decode_down_combine_kernel<true>, args, prefetch_bytes)
+          : cudaLaunchKernelEx(&down, decode_down_combine_kernel<false>, args, prefetch_bytes));
   return Status::ok();
 }
 

@@ -56,7 +56,8 @@ struct DecodeLayerArgs {
   int32_t num_sms = 0;
   // down_combine takes each expert group as soon as gate_up has finished it, and gate_up takes
   // units by ticket (the scheduling words in `sync`); false: units by CTA index, and
-  // down_combine waits for all of gate_up (`sync` untouched).
+  // down_combine waits for all of gate_up (`sync` untouched). The launch turns it into the
+  // kernels' template parameter; the kernels do not read it.
   bool hand_over = false;
 };
 

@@ -289,8 +289,8 @@ TEST(DecodePlan, SchedulingWordsWorkedExamples) {
 // done, never deadlock, and leave the epoch word for the next launch.
 class SchedulingModel {
  public:
-  SchedulingModel(std::vector<uint64_t>* words, int32_t grid, int32_t groups, int32_t feature_blocks,
-                  int32_t down_grid, uint64_t seed)
+  SchedulingModel(std::vector<uint64_t>* words, int32_t grid, int32_t groups,
+                  int32_t feature_blocks, int32_t down_grid, uint64_t seed)
       : words_(*words), grid_(grid), groups_(groups), feature_blocks_(feature_blocks),
         down_grid_(down_grid), random_(seed) {}
 
@@ -336,7 +336,8 @@ class SchedulingModel {
         ready.push_back(grid_ + d);
       }
       if (ready.empty()) break;
-      const int32_t actor = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(random_)];
+      const size_t pick = std::uniform_int_distribution<size_t>(0, ready.size() - 1)(random_);
+      const int32_t actor = ready[pick];
       if (actor < grid_) {
         Gate& gate = gates[actor];
         if (gate.step == 0) {
@@ -344,7 +345,8 @@ class SchedulingModel {
           ++gates_started;
           gate.step = actor == 0 ? 1 : 2;
         } else if (gate.step == 1) {  // one stamp per move, in the kernel's order
-          words_[static_cast<size_t>(decode_counter_word(gate.stamp))] = decode_stamp(gate.epoch, 0);
+          words_[static_cast<size_t>(decode_counter_word(gate.stamp))] =
+              decode_stamp(gate.epoch, 0);
           if (++gate.stamp == kDecodeSyncCounterLines) gate.step = 2;
         } else if (gate.unit >= 0) {  // count the computed unit on its group
           const int32_t group = gate.unit / feature_blocks_;
@@ -451,7 +453,8 @@ TEST(DecodePlan, SchedulingModelCatchesAReusedEpoch) {
   ASSERT_EQ(first.launch(), "");
   // Roll the epoch word back, as if the last down_combine CTA had not written it: the words the
   // first launch left are then current for the second, which must be caught.
-  words[kDecodeSyncEpochWord] = static_cast<uint32_t>(words[kDecodeSyncEpochWord]) - kDecodeEpochStep;
+  words[kDecodeSyncEpochWord] =
+      static_cast<uint32_t>(words[kDecodeSyncEpochWord]) - kDecodeEpochStep;
   bool caught = false;
   for (uint64_t seed = 0; seed < 50 && !caught; ++seed) {
     std::vector<uint64_t> copy = words;
