@@ -287,6 +287,19 @@ CandidateChoice choose_candidate(std::span<const Profile> profiles, const GemmSh
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
+int32_t static_dispatch_choice(std::span<const Candidate> candidates,
+                               std::span<const double> uniform_times) {
+  int32_t best = -1;
+  const size_t count = std::min(candidates.size(), uniform_times.size());
+  for (size_t c = 0; c < count; ++c) {
+    if (candidates[c].kind != kCandidateUniform) continue;
+    if (best < 0 || uniform_times[c] < uniform_times[static_cast<size_t>(best)]) {
+      best = static_cast<int32_t>(c);
+    }
+  }
+  return best;
+}
+
 SelectionEvaluation evaluate_selection(const std::vector<std::vector<double>>& measured,
                                        std::span<const int32_t> selected,
                                        std::span<const int32_t> fallback,

@@ -125,6 +125,14 @@ struct SelectionEvaluation {
   bool meets_regret = false, meets_speedup = false, meets_fallback = false;
 };
 
+// Static batch-size dispatch's pick at one T, from every candidate's time on uniform routing at
+// that T: the fastest uniform candidate (one compiled config for every expert, what a
+// batch-size-keyed table holds). The mixed candidate is left out: it chooses per expert from the
+// live histogram, which is what static dispatch does not do. -1 when no candidate is uniform.
+// Example: {uniform 0: 30 us, uniform 1: 20 us, mixed: 15 us} -> 1.
+int32_t static_dispatch_choice(std::span<const Candidate> candidates,
+                               std::span<const double> uniform_times);
+
 // measured[h][c]: microseconds of candidate c on evaluation histogram h. selected, fallback,
 // static_choice: the candidate each policy picks per histogram; mixed_index: the mixed
 // candidate's column. speedup_rows: the histograms that count for the speedup target.

@@ -301,6 +301,21 @@ TEST(RoutingAwareConfigs, WithoutAProfileUseTheRegionFallback) {
   EXPECT_EQ(plan.num_gemms(), 2);
 }
 
+// The worked example of static_dispatch_choice, and its edges: the mixed candidate is never the
+// static choice even when fastest; no uniform candidate -> -1.
+TEST(Evaluation, StaticDispatchTakesTheFastestSingleConfig) {
+  Candidate uniform0, uniform1, mixed;
+  uniform0.config = 0;
+  uniform1.config = 1;
+  mixed.kind = kCandidateMixed;
+  mixed.config = -1;
+  const std::vector<Candidate> candidates = {uniform0, uniform1, mixed};
+  EXPECT_EQ(static_dispatch_choice(candidates, std::vector<double>{30.0, 20.0, 15.0}), 1);
+  EXPECT_EQ(static_dispatch_choice(candidates, std::vector<double>{10.0, 20.0, 15.0}), 0);
+  const std::vector<Candidate> only_mixed = {mixed};
+  EXPECT_EQ(static_dispatch_choice(only_mixed, std::vector<double>{1.0}), -1);
+}
+
 TEST(Evaluation, SummarisesASyntheticTable) {
   // 4 histograms x 3 candidates (column 2 = mixed).
   const std::vector<std::vector<double>> measured = {
