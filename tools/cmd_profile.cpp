@@ -434,6 +434,15 @@ json::Value regret_json(const dispatch::RegretStats& stats) {
   return value;
 }
 
+json::Value speedup_json(const dispatch::SelectionEvaluation& eval) {
+  json::Value speedup;
+  speedup.set("count", eval.speedup_count)
+      .set("geomean", eval.speedup_geomean)
+      .set("min", eval.speedup_min)
+      .set("max", eval.speedup_max);
+  return speedup;
+}
+
 }  // namespace
 
 int run_profile_command(const std::vector<std::string>& argv) {
@@ -648,18 +657,8 @@ int run_evaluate_command(const std::vector<std::string>& argv) {
       item.set("regret_fallback", regret_json(eval.fallback));
       item.set("regret_mixed_rule", regret_json(eval.mixed));
       item.set("regret_static", regret_json(eval.static_dispatch));
-      json::Value speedup;
-      speedup.set("count", eval.speedup_count)
-          .set("geomean", eval.speedup_geomean)
-          .set("min", eval.speedup_min)
-          .set("max", eval.speedup_max);
-      item.set("speedup_over_static", std::move(speedup));
-      json::Value speedup_incl_mixed;
-      speedup_incl_mixed.set("count", eval_incl_mixed.speedup_count)
-          .set("geomean", eval_incl_mixed.speedup_geomean)
-          .set("min", eval_incl_mixed.speedup_min)
-          .set("max", eval_incl_mixed.speedup_max);
-      item.set("speedup_over_static_incl_mixed", std::move(speedup_incl_mixed));
+      item.set("speedup_over_static", speedup_json(eval));
+      item.set("speedup_over_static_incl_mixed", speedup_json(eval_incl_mixed));
       json::Value met;
       met.set("regret", eval.meets_regret)
           .set("speedup", eval.meets_speedup)

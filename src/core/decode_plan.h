@@ -194,7 +194,8 @@ inline constexpr int64_t kDecodeL2RestMaxBytes = int64_t{16} << 20;
 // run() do not matter"); no kernel runs before gate_up to zero them. So every counter word
 // carries the launch's epoch in its high 32 bits and its count in the low 32:
 //   - a word whose epoch is not this launch's is stale, whatever it holds;
-//   - gate_up's CTA 0 stamps every counter word (epoch, 0) as its first act;
+//   - gate_up's CTA 0 stamps every counter word (epoch, 0) before it counts on any (its producer
+//     warp, right after issuing its first unit's copies);
 //   - an atomic add that returns a stale word landed before that stamp, which overwrites it:
 //     the adder tries again (decode_counted returns -1);
 //   - a launch's epoch is the epoch word plus kDecodeEpochStep; the last down_combine CTA to

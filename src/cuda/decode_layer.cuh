@@ -3,20 +3,22 @@
 //
 //   1. gate_up (one CTA per SM): every CTA reads topk_ids and sorts the valid slots by expert
 //      itself (no prep kernel); CTA 0 writes the RoutingHeader the host reads later. CTAs take
-//      (expert, 8 features) units, the first by CTA index and the rest from a ticket counter; a
-//      producer warp bulk-copies each unit's 8 gate rows and 8 up rows into a shared-memory ring
-//      (L2 evict-first), 7 warps split K, SiLU(gate) * up is stored in bf16 at
-//      intermediate[slot][feature], and the unit is counted on its expert group.
+//      (expert, 8 features) units, the first by CTA index and, with the hand-over, the rest from
+//      a ticket counter (else by CTA index too); a producer warp bulk-copies each unit's 8 gate
+//      rows and 8 up rows into a shared-memory ring (L2 evict-first), 7 warps split K,
+//      SiLU(gate) * up is stored in bf16 at intermediate[slot][feature], and, with the
+//      hand-over, the unit is counted on its expert group.
 //   2. down_combine (programmatic dependent launch, launched once every gate_up CTA has
 //      started; one of its CTAs fits beside a gate_up CTA on each SM): a CTA owns 16 rows of H.
-//      It bulk-copies the w2 rows of its last tasks into shared memory (as many as fit) and
+//      It bulk-copies the w2 rows of its first tasks into shared memory (as many as fit) and
 //      pulls the rest into L2 (evict-last) when the rest is small, both while gate_up still
 //      streams; then it multiplies each expert group as soon as gate_up has counted all of the
-//      group's units, applies the router weight (rounded to bf16 once per slot, as the general
-//      path's slot outputs), and sums each token's k slots in ascending j in fp32: out is
-//      bitwise what the general path's combine makes of the same slot values.
-// The counters are epoch-stamped words in the workspace that need no zeroing
-// (core/decode_plan.h, "Scheduling words").
+//      group's units (with the hand-over; else once gate_up has ended), applies the router
+//      weight (rounded to bf16 once per slot, as the general path's slot outputs), and sums each
+//      token's k slots in ascending j in fp32: out is bitwise what the general path's combine
+//      makes of the same slot values.
+// The hand-over (DecodeLayerArgs::hand_over, from T = 2 by default) counts on epoch-stamped
+// words in the workspace that need no zeroing (core/decode_plan.h, "Scheduling words").
 //
 // Same contract as the general path: deterministic (fixed summation orders; the atomics only
 // decide which CTA computes a unit and when, never what it computes), graph-capturable (grids
