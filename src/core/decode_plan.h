@@ -146,7 +146,8 @@ RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t fea
 // - session 14, with the hand-over (decode_hand_over_by_rule; h100-2026-11-23c-ab-decode-path-
 //   t8-16.json, 2 rounds, uniform / zipf1.0): T = 8 qwen3 1.09x / 1.13x, olmoe 1.10x / 1.13x,
 //   deepseek 1.07x / 1.09x; T = 12 1.04-1.11x; T = 16 1.02-1.07x (deepseek uniform the least).
-//   Larger T unmeasured.
+//   Beyond (h100-2026-11-23c-ab-decode-path-t16-32.json): T = 20 0.99-1.04x, T = 24 0.97-1.03x,
+//   T = 32 0.93-1.01x, so the rule stops at 16.
 // Example: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 16 -> decode
 // path; gpt-oss-120b, T = 1: 47 MiB -> general path.
 inline constexpr int32_t kDecodeRuleMaxTokens = 16;
