@@ -286,10 +286,6 @@ struct UnitCounter {
   }
 };
 
-
-// The producer warp waits until the stage at `at` is free. Each copying lane sees it free
-// itself (and, being counted by the stage's next full barrier through its copy, cannot be lapped
-// while it waits).
 // gate_up's producer warp: fills the ring with units' gate and up rows, takes units by ticket,
 // and counts finished units on their groups (UnitCounter). Lane r < 8 copies row r of a half.
 // kHandOver false: units by CTA index, nothing counted (DecodeLayerArgs::hand_over).
@@ -312,9 +308,11 @@ struct GateUpProducer {
     if (lane < kDecodeFeaturesPerUnit && at.round > 0) {
       ptx::mbarrier_wait_parity(&shared.empty[at.stage], (at.round - 1) & 1);
     }
-    if (lane == 0 && shared.up_group[at.stage] >= 0) {
-      counter.count(args, epoch, shared.up_group[at.stage]);
-      shared.up_group[at.stage] = -1;
+    if constexpr (kHandOver) {
+      if (lane == 0 && shared.up_group[at.stage] >= 0) {
+        counter.count(args, epoch, shared.up_group[at.stage]);
+        shared.up_group[at.stage] = -1;
+      }
     }
   }
 
@@ -413,19 +411,22 @@ struct GateUpProducer {
       unit = __shfl_sync(0xffffffffu, unit, 0);
       if (unit >= units) break;
     }
-    // End mark: the stage at `at` holds no unit.
-    wait_free();
+    // End mark: the stage at `at` holds no unit (with the hand-over the loop's last wait_free
+    // already saw it free).
+    if constexpr (!kHandOver) wait_free();
     if (lane == 0) {
       shared.stage_unit[at.stage] = -1;
       ptx::mbarrier_arrive(&shared.full[at.stage]);
-      // The units whose up stages were not refilled: wait for their stores, count them.
-      for (int32_t stage = 0; stage < stages; ++stage) {
-        if (shared.up_group[stage] < 0) continue;
-        ptx::mbarrier_wait_parity(&shared.empty[stage], shared.up_round[stage] & 1);
-        counter.count(args, epoch, shared.up_group[stage]);
-        shared.up_group[stage] = -1;
+      if constexpr (kHandOver) {
+        // The units whose up stages were not refilled: wait for their stores, count them.
+        for (int32_t stage = 0; stage < stages; ++stage) {
+          if (shared.up_group[stage] < 0) continue;
+          ptx::mbarrier_wait_parity(&shared.empty[stage], shared.up_round[stage] & 1);
+          counter.count(args, epoch, shared.up_group[stage]);
+          shared.up_group[stage] = -1;
+        }
+        counter.settle(epoch);
       }
-      counter.settle(epoch);
     }
   }
 };
@@ -774,10 +775,11 @@ __global__ void __launch_bounds__(kDecodeThreads, 2)
     reinterpret_cast<__nv_bfloat16*>(args.out)[token * args.out_row_stride + row0 + r] =
         __float2bfloat16_rn(sum);
   }
-  // The rule of grid_dependency.h, kept late: everything read from gate_up above was handed
-  // over by the group counts, and waiting here keeps "this grid done => the chain before it
-  // done" for whatever the stream runs next.
-  ptx::wait_for_previous_grid();
+  // With the hand-over, the rule of grid_dependency.h, kept late: everything read from gate_up
+  // above was handed over by the group counts, and waiting here keeps "this grid done => the
+  // chain before it done" for whatever the stream runs next. (Without, it waited before the
+  // tasks.)
+  if constexpr (kHandOver) ptx::wait_for_previous_grid();
 }
 
 // Per device, queried once: what the launch needs to split an SM's shared memory between a
