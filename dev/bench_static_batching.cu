@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dev_cuda_check.h"
 #include "core/plan.h"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
@@ -20,30 +21,21 @@
 
 using namespace ramp;
 
-#define CHECK(expr)                                                                   \
-  do {                                                                                \
-    cudaError_t e_ = (expr);                                                          \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
-
 template <class F>
 double median_ms(int reps, F&& launch) {
   cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
+  DEV_CUDA_CHECK(cudaEventCreate(&start));
+  DEV_CUDA_CHECK(cudaEventCreate(&stop));
   for (int i = 0; i < 3; ++i) launch();
-  CHECK(cudaDeviceSynchronize());
+  DEV_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> times;
   for (int i = 0; i < reps; ++i) {
-    CHECK(cudaEventRecord(start));
+    DEV_CUDA_CHECK(cudaEventRecord(start));
     launch();
-    CHECK(cudaEventRecord(stop));
-    CHECK(cudaEventSynchronize(stop));
+    DEV_CUDA_CHECK(cudaEventRecord(stop));
+    DEV_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, start, stop));
+    DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     times.push_back(ms);
   }
   std::sort(times.begin(), times.end());
@@ -61,9 +53,9 @@ __global__ void fill_bf16(__nv_bfloat16* data, size_t n, uint32_t seed, float sc
 double cublas_tflops(int reps) {
   const int n = 8192;
   __nv_bfloat16 *a, *b, *c;
-  CHECK(cudaMalloc(&a, size_t{n} * n * 2));
-  CHECK(cudaMalloc(&b, size_t{n} * n * 2));
-  CHECK(cudaMalloc(&c, size_t{n} * n * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&a, size_t{n} * n * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&b, size_t{n} * n * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&c, size_t{n} * n * 2));
   fill_bf16<<<1024, 256>>>(a, size_t{n} * n, 1, 1.0f);
   fill_bf16<<<1024, 256>>>(b, size_t{n} * n, 2, 1.0f);
   cublasHandle_t handle;
@@ -91,14 +83,14 @@ int main(int argc, char** argv) {
   std::printf("cuBLAS bf16 8192^3: %.1f TFLOP/s\n", cublas);
 
   __nv_bfloat16 *x, *w, *y;
-  CHECK(cudaMalloc(&x, size_t{T} * K * 2));
-  CHECK(cudaMalloc(&w, size_t{E} * N * K * 2));
-  CHECK(cudaMalloc(&y, size_t(S) * N * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&x, size_t{T} * K * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&w, size_t{E} * N * K * 2));
+  DEV_CUDA_CHECK(cudaMalloc(&y, size_t(S) * N * 2));
   fill_bf16<<<1024, 256>>>(x, size_t{T} * K, 3, 1.0f);
   fill_bf16<<<1024, 256>>>(w, size_t{E} * N * K, 4, 0.05f);
-  CHECK(cudaDeviceSynchronize());
+  DEV_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<__nv_bfloat16> x_host(size_t{T} * K);
-  CHECK(cudaMemcpy(x_host.data(), x, x_host.size() * 2, cudaMemcpyDeviceToHost));
+  DEV_CUDA_CHECK(cudaMemcpy(x_host.data(), x, x_host.size() * 2, cudaMemcpyDeviceToHost));
 
   std::printf("%-10s %-8s %6s %9s %9s %7s %10s\n", "routing", "config", "tiles", "ms", "TFLOP/s",
               "vs_cub", "spot_err");
@@ -117,8 +109,8 @@ int main(int argc, char** argv) {
       if (!st.is_ok()) { std::printf("plan: %s\n", st.to_string().c_str()); return 1; }
       const auto bytes = plan.bytes();
       void* plan_dev;
-      CHECK(cudaMalloc(&plan_dev, bytes.size()));
-      CHECK(cudaMemcpy(plan_dev, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
+      DEV_CUDA_CHECK(cudaMalloc(&plan_dev, bytes.size()));
+      DEV_CUDA_CHECK(cudaMemcpy(plan_dev, bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
       const PlanLayout layout = plan_layout(E, int32_t(S), 1);
       cuda::StaticBatchedGemm gemm{};
       gemm.epilogue = cuda::GemmEpilogue::kStoreBySlot;
@@ -129,19 +121,19 @@ int main(int argc, char** argv) {
       gemm.out_features = N; gemm.in_features = K;
       gemm.out = y; gemm.out_row_stride = N;
       gemm.max_total_tiles = plan.task_map(0).header->total_tiles;
-      CHECK(cudaMemset(y, 0xff, size_t(S) * N * 2));
+      DEV_CUDA_CHECK(cudaMemset(y, 0xff, size_t(S) * N * 2));
       const Status launched = cuda::launch_static_batched_gemm(gemm, nullptr);
       if (!launched.is_ok()) { std::printf("launch: %s\n", launched.to_string().c_str()); return 1; }
-      CHECK(cudaDeviceSynchronize());
+      DEV_CUDA_CHECK(cudaDeviceSynchronize());
       // Spot check: 16 slots x all N in double.
       double err = 0, norm = 0;
       std::vector<__nv_bfloat16> w_row(K), y_row(N);
       for (int i = 0; i < 16; ++i) {
         const int64_t slot = (int64_t{i} * 2053 + 7) % S;
         const int e = routing.topk_ids[slot];
-        CHECK(cudaMemcpy(y_row.data(), y + slot * N, N * 2, cudaMemcpyDeviceToHost));
+        DEV_CUDA_CHECK(cudaMemcpy(y_row.data(), y + slot * N, N * 2, cudaMemcpyDeviceToHost));
         for (int n = 0; n < N; n += 7) {
-          CHECK(cudaMemcpy(w_row.data(), w + (int64_t{e} * N + n) * K, K * 2, cudaMemcpyDeviceToHost));
+          DEV_CUDA_CHECK(cudaMemcpy(w_row.data(), w + (int64_t{e} * N + n) * K, K * 2, cudaMemcpyDeviceToHost));
           double acc = 0;
           for (int kk = 0; kk < K; ++kk)
             acc += double(__bfloat162float(x_host[(slot / k) * K + kk])) * __bfloat162float(w_row[kk]);
@@ -151,7 +143,7 @@ int main(int argc, char** argv) {
         }
       }
       const double ms = median_ms(reps, [&] { (void)cuda::launch_static_batched_gemm(gemm, nullptr); });
-      CHECK(cudaGetLastError());
+      DEV_CUDA_CHECK(cudaGetLastError());
       const double tflops = 2.0 * double(S) * N * K / (ms * 1e-3) / 1e12;
       std::printf("%-10s %-8d %6d %9.3f %9.1f %7.3f %10.2e\n", routing_name.c_str(), config,
                   gemm.max_total_tiles, ms, tflops, tflops / cublas, std::sqrt(err / norm));

@@ -10,8 +10,11 @@
 //   - the weight box multicast across a cluster of 2 (each CTA loads half of it for both), as
 //     cuBLAS does.
 // Build (sm_90a):
-//   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Isrc dev/l2_ingress_bench.cu -o l2_ingress_bench
+//   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Isrc \
+//        dev/l2_ingress_bench.cu -o l2_ingress_bench
 // Run: l2_ingress_bench [iterations per CTA] -> one line per variant.
+// Known defect: ptxas serialises the MMA consumer's wgmmas (C7515, a WARPGROUP.DEPBAR after each
+// HGMMA); the "mma" rows are a lower bound (dev/kernel_notes.md, session 15).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -20,18 +23,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "dev_cuda_check.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
 #include "cuda/ptx/wgmma.h"
-
-#define CHECK(expr)                                                                          \
-  do {                                                                                       \
-    cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 namespace {
 
@@ -281,13 +276,13 @@ struct Variant {
 int main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 3000;
   int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  DEV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   void* buffer = nullptr;
   const size_t buffer_bytes = size_t{kBufferRows} * kBufferK * 2;
-  CHECK(cudaMalloc(&buffer, buffer_bytes));
-  CHECK(cudaMemset(buffer, 0, buffer_bytes));
+  DEV_CUDA_CHECK(cudaMalloc(&buffer, buffer_bytes));
+  DEV_CUDA_CHECK(cudaMemset(buffer, 0, buffer_bytes));
   float* sink = nullptr;
-  CHECK(cudaMalloc(&sink, 1024 * sizeof(float)));
+  DEV_CUDA_CHECK(cudaMalloc(&sink, 1024 * sizeof(float)));
 
   const int all = sms;
   const Variant variants[] = {
@@ -388,20 +383,21 @@ int main(int argc, char** argv) {
     config.numAttrs = v.multicast ? 1 : 0;
     auto kernel = v.multicast ? (v.mma ? &stream_kernel<true, true> : &stream_kernel<true, false>)
                               : (v.mma ? &stream_kernel<false, true> : &stream_kernel<false, false>);
-    CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    DEV_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     cudaEvent_t start, stop;
-    CHECK(cudaEventCreate(&start));
-    CHECK(cudaEventCreate(&stop));
-    CHECK(cudaLaunchKernelEx(&config, kernel, p));  // warm-up: the buffer into L2
-    CHECK(cudaDeviceSynchronize());
+    DEV_CUDA_CHECK(cudaEventCreate(&start));
+    DEV_CUDA_CHECK(cudaEventCreate(&stop));
+    DEV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));  // warm-up: the buffer into L2
+    DEV_CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<float> times;
     for (int r = 0; r < 5; ++r) {
-      CHECK(cudaEventRecord(start));
-      CHECK(cudaLaunchKernelEx(&config, kernel, p));
-      CHECK(cudaEventRecord(stop));
-      CHECK(cudaEventSynchronize(stop));
+      DEV_CUDA_CHECK(cudaEventRecord(start));
+      DEV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+      DEV_CUDA_CHECK(cudaEventRecord(stop));
+      DEV_CUDA_CHECK(cudaEventSynchronize(stop));
       float ms = 0;
-      CHECK(cudaEventElapsedTime(&ms, start, stop));
+      DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
       times.push_back(ms);
     }
     float best = times[0];
@@ -412,7 +408,7 @@ int main(int argc, char** argv) {
                 bytes / best / 1e6 / config.gridDim.x, best * 1e3 / iterations,
                 flops / best / 1e9);
   }
-  CHECK(cudaFree(buffer));
-  CHECK(cudaFree(sink));
+  DEV_CUDA_CHECK(cudaFree(buffer));
+  DEV_CUDA_CHECK(cudaFree(sink));
   return 0;
 }
