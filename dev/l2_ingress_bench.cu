@@ -39,25 +39,33 @@ constexpr int kConsumerWarps = 8;
 constexpr int kBufferRows = 4096;   // 4096 rows x 4096 k x 2 B = 32 MiB: L2-resident after warm-up
 constexpr int kBufferK = 4096;
 
+// One row of the table in main: what the ring and its consumers do.
+struct Variant {
+  const char* name;
+  int stages;
+  int token_rows;       // 0: no token box
+  int weight_rows;      // rows of the weight part of a stage (256 or 0)
+  int multicast;        // 1: clusters of 2 share the weight part
+  int hold_cycles;      // consumers keep each stage this long after it is full
+  int ctas;
+  int hold_jitter = 0;  // plus 0..hold_jitter-1 cycles, varying by CTA and stage
+  int tile_stages = 1;  // every tile_stages stages the consumers also pause for
+  int epilogue_cycles = 0;  // this long (an epilogue), 0: never
+  int mma = 0;  // consumers run the 128x256x64 wgmma mainloop (hold_cycles unused)
+  int sleep_epilogue = 0;   // MMA mode: the pause is __nanosleep(epilogue_cycles / 2)
+                            // instead of a clock64 spin
+  int drain_every = 0;  // MMA mode: wgmma_wait_group<0> every this many stages (0: never),
+  int drain_mode = 0;   // in both warpgroups (0), only warpgroup 0 (1), or warpgroup 1 half
+                        // a period later (2)
+};
+
 struct Params {
   CUtensorMap weight_map;  // box 64 k x weight_box_rows
-  CUtensorMap token_map;   // box 64 k x token_rows
-  int stages;
-  int token_rows;          // 0: no token box
-  int weight_rows;         // rows of the weight part of a stage (256 or 0)
-  int weight_box_rows;     // rows per weight box load (weight_rows, or half of it multicast)
-  int multicast;           // 1: clusters of 2 share the weight part
+  CUtensorMap token_map;   // box 64 k x v.token_rows
+  Variant v;
+  int weight_box_rows;     // rows per weight box load (v.weight_rows, or half of it multicast)
   int iterations;
-  int hold_cycles;         // consumers keep each stage this long after it is full
-  int hold_jitter;         // plus 0..hold_jitter-1 cycles, varying by CTA and stage
-  int tile_stages;         // every tile_stages stages the consumers also pause for
-  int epilogue_cycles;     // this long (an epilogue), 0: never
   float* sink;             // MMA mode: one value per CTA, so the MMAs are not dropped
-  int sleep_epilogue;      // MMA mode: the pause is __nanosleep(epilogue_cycles / 2) instead
-                           // of a clock64 spin
-  int drain_every;         // MMA mode: wgmma_wait_group<0> every this many stages (0: never),
-  int drain_mode;          // in both warpgroups (0), only warpgroup 0 (1), or warpgroup 1 half
-                           // a period later (2)
 };
 
 __device__ __forceinline__ void tma_load_2d_multicast(uint32_t smem_dst, const CUtensorMap* map,
@@ -113,14 +121,14 @@ __device__ __forceinline__ int jitter_of(int stage_index, int jitter) {
 template <bool kMulticast, bool kMma>
 __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_constant__ Params p) {
   extern __shared__ __align__(1024) uint8_t shared[];
-  const int token_bytes = p.token_rows * kRowBytes;
-  const int weight_bytes = p.weight_rows * kRowBytes;
+  const int token_bytes = p.v.token_rows * kRowBytes;
+  const int weight_bytes = p.v.weight_rows * kRowBytes;
   const int stage_bytes = token_bytes + weight_bytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(shared + p.stages * stage_bytes);
+  uint64_t* full = reinterpret_cast<uint64_t*>(shared + p.v.stages * stage_bytes);
   uint64_t* empty = full + kMaxStages;
   const uint32_t rank = kMulticast ? cluster_rank() : 0;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < p.stages; ++s) {
+    for (int s = 0; s < p.v.stages; ++s) {
       ptx::mbarrier_init(&full[s], 1);
       ptx::mbarrier_init(&empty[s], kMulticast ? 2 * kConsumerWarps : kConsumerWarps);
     }
@@ -135,14 +143,16 @@ __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_consta
   if (threadIdx.x == 0) {
     const uint32_t base = ptx::smem_address(shared);
     for (int i = 0; i < p.iterations; ++i) {
-      const int stage = i % p.stages;
-      if (i >= p.stages) ptx::mbarrier_wait_parity(&empty[stage], ((i / p.stages) - 1) & 1);
+      const int stage = i % p.v.stages;
+      if (i >= p.v.stages) {
+        ptx::mbarrier_wait_parity(&empty[stage], ((i / p.v.stages) - 1) & 1);
+      }
       ptx::mbarrier_arrive_expect_tx(&full[stage], stage_bytes);
       const uint32_t stage_base = base + stage * stage_bytes;
       const int k = (i % (kBufferK / 64)) * 64;
       const int step = i / (kBufferK / 64);
-      if (p.weight_rows > 0) {
-        const int weight_row = ((pair * 7 + step) * p.weight_rows) % kBufferRows;
+      if (p.v.weight_rows > 0) {
+        const int weight_row = ((pair * 7 + step) * p.v.weight_rows) % kBufferRows;
         if constexpr (kMulticast) {
           const uint32_t half = rank * p.weight_box_rows * kRowBytes;
           tma_load_2d_multicast(stage_base + half, &p.weight_map, &full[stage], k,
@@ -151,9 +161,9 @@ __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_consta
           ptx::tma_load_2d(stage_base, &p.weight_map, &full[stage], k, weight_row);
         }
       }
-      if (p.token_rows > 0) {
+      if (p.v.token_rows > 0) {
         const int token_row =
-            ((static_cast<int>(blockIdx.x) * 13 + step * 3) * p.token_rows) % kBufferRows;
+            ((static_cast<int>(blockIdx.x) * 13 + step * 3) * p.v.token_rows) % kBufferRows;
         ptx::tma_load_2d(stage_base + weight_bytes, &p.token_map, &full[stage], k, token_row);
       }
     }
@@ -172,8 +182,8 @@ __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_consta
     for (int j = 0; j < 128; ++j) acc[j] = 0.0f;
     int previous = -1;
     for (int i = 0; i < p.iterations; ++i) {
-      const int stage = i % p.stages;
-      ptx::mbarrier_wait_parity(&full[stage], (i / p.stages) & 1);
+      const int stage = i % p.v.stages;
+      ptx::mbarrier_wait_parity(&full[stage], (i / p.v.stages) & 1);
       const uint32_t stage_base = base + stage * stage_bytes;
       const uint64_t desc_b = ptx::make_smem_desc_k_major_swizzle128(stage_base);
       const uint64_t desc_a = ptx::make_smem_desc_k_major_swizzle128(
@@ -191,23 +201,24 @@ __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_consta
       ptx::wgmma_wait_group<1>();
       if (previous >= 0) release(previous);
       previous = stage;
-      if (p.drain_every > 0) {
-        const int offset = (p.drain_mode == 2 && consumer_wg == 1) ? p.drain_every / 2 : 0;
-        const bool drains = p.drain_mode != 1 || consumer_wg == 0;
-        if (drains && (i + offset) % p.drain_every == p.drain_every - 1) {
+      if (p.v.drain_every > 0) {
+        const int offset = (p.v.drain_mode == 2 && consumer_wg == 1) ? p.v.drain_every / 2 : 0;
+        const bool drains = p.v.drain_mode != 1 || consumer_wg == 0;
+        if (drains && (i + offset) % p.v.drain_every == p.v.drain_every - 1) {
           ptx::wgmma_wait_group<0>();
 #pragma unroll
           for (int j = 0; j < 128; ++j) ptx::wgmma_fence_operand(acc[j]);
         }
       }
-      if (p.epilogue_cycles > 0 && i % p.tile_stages == p.tile_stages - 1) {
+      if (p.v.epilogue_cycles > 0 && i % p.v.tile_stages == p.v.tile_stages - 1) {
         ptx::wgmma_wait_group<0>();
 #pragma unroll
         for (int j = 0; j < 128; ++j) ptx::wgmma_fence_operand(acc[j]);
-        if (p.sleep_epilogue) {
-          __nanosleep(static_cast<unsigned>((p.epilogue_cycles + jitter_of(i, p.hold_jitter)) / 2));
+        const int pause = p.v.epilogue_cycles + jitter_of(i, p.v.hold_jitter);
+        if (p.v.sleep_epilogue) {
+          __nanosleep(static_cast<unsigned>(pause / 2));
         } else {
-          spin(p.epilogue_cycles + jitter_of(i, p.hold_jitter));
+          spin(pause);
         }
       }
     }
@@ -222,11 +233,11 @@ __global__ void __launch_bounds__(kThreads, 1) stream_kernel(const __grid_consta
   } else if (threadIdx.x >= 128) {
     const bool leader = (threadIdx.x & 31) == 0;
     for (int i = 0; i < p.iterations; ++i) {
-      const int stage = i % p.stages;
-      ptx::mbarrier_wait_parity(&full[stage], (i / p.stages) & 1);
-      int hold = p.hold_cycles + jitter_of(i, p.hold_jitter);
-      if (p.epilogue_cycles > 0 && i % p.tile_stages == p.tile_stages - 1) {
-        hold += p.epilogue_cycles;
+      const int stage = i % p.v.stages;
+      ptx::mbarrier_wait_parity(&full[stage], (i / p.v.stages) & 1);
+      int hold = p.v.hold_cycles + jitter_of(i, p.v.hold_jitter);
+      if (p.v.epilogue_cycles > 0 && i % p.v.tile_stages == p.v.tile_stages - 1) {
+        hold += p.v.epilogue_cycles;
       }
       spin(hold);
       __syncwarp();
@@ -262,14 +273,6 @@ CUtensorMap make_map(void* base, int box_rows) {
   return map;
 }
 
-struct Variant {
-  const char* name;
-  int stages, token_rows, weight_rows, multicast, hold_cycles, ctas;
-  int hold_jitter = 0, tile_stages = 1, epilogue_cycles = 0;
-  int mma = 0;  // consumers run the 128x256x64 wgmma mainloop (hold_cycles unused)
-  int sleep_epilogue = 0;
-  int drain_every = 0, drain_mode = 0;
-};
 
 }  // namespace
 
@@ -352,20 +355,10 @@ int main(int argc, char** argv) {
               "TFLOP/s");
   for (const Variant& v : variants) {
     Params p{};
-    p.stages = v.stages;
-    p.token_rows = v.token_rows;
-    p.weight_rows = v.weight_rows;
-    p.multicast = v.multicast;
+    p.v = v;
     p.weight_box_rows = v.multicast ? v.weight_rows / 2 : v.weight_rows;
     p.iterations = iterations;
-    p.hold_cycles = v.hold_cycles;
-    p.hold_jitter = v.hold_jitter;
-    p.tile_stages = v.tile_stages;
-    p.epilogue_cycles = v.epilogue_cycles;
     p.sink = sink;
-    p.sleep_epilogue = v.sleep_epilogue;
-    p.drain_every = v.drain_every;
-    p.drain_mode = v.drain_mode;
     if (v.weight_rows > 0) p.weight_map = make_map(buffer, p.weight_box_rows);
     if (v.token_rows > 0) p.token_map = make_map(buffer, v.token_rows);
     const int stage_bytes = (v.token_rows + v.weight_rows) * kRowBytes;
