@@ -210,16 +210,22 @@ TEST(DecodePlan, GateUpUnitsWalkFeaturesFirst) {
   EXPECT_EQ(decode_gate_up_unit(96, 96).feature_block, 0);
 }
 
-// The default rule's worked examples (decode_plan.h) and its two boundaries.
+// The default rule's worked examples (decode_plan.h) and its boundaries (tokens, and bytes per
+// expert for one token and for more).
 TEST(DecodePlan, RuleTakesSmallExpertsAtSmallBatches) {
   EXPECT_TRUE(decode_path_by_rule(2, 2048, 768));     // qwen3-30b-a3b: 9 MiB per expert
-  EXPECT_FALSE(decode_path_by_rule(1, 2880, 2880));   // gpt-oss-120b: 47 MiB
+  EXPECT_TRUE(decode_path_by_rule(1, 2880, 2880));    // gpt-oss-120b: 47.5 MiB, one token
+  EXPECT_FALSE(decode_path_by_rule(2, 2880, 2880));   // ... but not two
   EXPECT_TRUE(decode_path_by_rule(4, 2048, 1408));    // deepseek-v2-lite: 16.5 MiB
   EXPECT_TRUE(decode_path_by_rule(16, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(17, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(0, 2048, 768));
-  EXPECT_TRUE(decode_path_by_rule(1, 4096, 1024));    // exactly 24 MiB
-  EXPECT_FALSE(decode_path_by_rule(1, 4096, 1088));
+  EXPECT_TRUE(decode_path_by_rule(2, 4096, 1024));    // exactly 24 MiB
+  EXPECT_FALSE(decode_path_by_rule(2, 4096, 1088));
+  EXPECT_TRUE(decode_path_by_rule(1, 4096, 1088));    // one token: up to 48 MiB
+  EXPECT_TRUE(decode_path_by_rule(1, 4096, 2048));    // exactly 48 MiB
+  EXPECT_FALSE(decode_path_by_rule(1, 4096, 2112));
+  EXPECT_FALSE(decode_path_by_rule(1, 4096, 14336));  // mixtral-8x7b: 336 MiB
 }
 
 // Rows g and g + 1 of a prefetched block are read by one quarter warp (64 bytes each): their

@@ -568,9 +568,10 @@ TEST(CudaLayer, DecodePathMatchesCpuReference) {
   }
 }
 
-// Which batches take it: by default the measured rule (small experts, T <= 6), a forced
-// token bound for any shape, never beyond kDecodeMaxSlots slots, and never when the options ask
-// for the general path's configs. Host logic only: runs without a device too.
+// Which batches take it: by default the measured rule (T <= 16 for experts of <= 24 MiB, T = 1
+// up to 48 MiB), a forced token bound for any shape, never beyond kDecodeMaxSlots slots, and
+// never when the options ask for the general path's configs. Host logic only: runs without a
+// device too.
 TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   const MoeShape qwen3 = shape_of({"uniform", 1, 128, 8, 2048, 768});
   const MoeShape gpt_oss = shape_of({"uniform", 1, 128, 4, 2880, 2880});
@@ -579,7 +580,8 @@ TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   EXPECT_TRUE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens, defaults));
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens + 1, defaults));
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 0, defaults));
-  EXPECT_FALSE(cuda::uses_decode_path(gpt_oss, 1, defaults));  // 47 MiB per expert
+  EXPECT_TRUE(cuda::uses_decode_path(gpt_oss, 1, defaults));   // 47.5 MiB per expert: one token
+  EXPECT_FALSE(cuda::uses_decode_path(gpt_oss, 2, defaults));  // ... but not two
   cuda::CudaOptions off;
   off.decode_max_tokens = 0;
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, off));
@@ -595,7 +597,8 @@ TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   forced.routing_aware = true;
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, forced));
   EXPECT_EQ(cuda::selected_configs(qwen3, 1, defaults).rfind("decode path", 0), 0u);
-  EXPECT_EQ(cuda::selected_configs(gpt_oss, 1, defaults).rfind("decode path", 0),
+  EXPECT_EQ(cuda::selected_configs(gpt_oss, 1, defaults).rfind("decode path", 0), 0u);
+  EXPECT_EQ(cuda::selected_configs(gpt_oss, 2, defaults).rfind("decode path", 0),
             std::string::npos);
 }
 
