@@ -177,9 +177,18 @@ RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t 
 // prefetch. Measured on the H100 (session 9, layer time, qwen3-30b-a3b / olmoe-1b-7b /
 // deepseek-v2-lite at T = 1..4): 3 stages (100 KB) beat 2 (68 KB: 0.96x, GEMM1 streams worse);
 // 4 (134 KB) was 0.93x in an earlier version (less room for GEMM2's prefetch).
-// Example: H = 2048 -> rows of 64 steps: 4096 + 64 = 4160 bytes, stage 33280 bytes, 3 stages in
-// 100 KB; H = 7168 -> stage 115200 bytes: not even 2 stages fit, no decode path.
+// A ring of only 2 stages (one unit in flight) streams worst of all: gpt-oss-120b (H = 2880,
+// 46592-byte stages) took 94.2 us at T = 1 with 2 stages in the 100 KB and 86.2 us with 3 in
+// 137 KB (1.09x, 4 rounds; qwen3-30b-a3b, whose ring did not change, 0.99-1.00x;
+// bench/results/h100-2026-11-23e-ab-decode-ring-three-stages.json). So a ring that holds 2 stages
+// grows to kDecodeGateUpMinStages where they fit in kDecodeGateUpMaxRingBytes. Shapes with fewer
+// than 2 stages in the 100 KB keep off the decode path (decode_path_fits): none was measured.
+// Examples: H = 2048 -> rows of 64 steps: 4096 + 64 = 4160 bytes, stage 33280 bytes, 3 stages in
+// 100 KB; H = 2880 -> stage 46592 bytes, 2 in 100 KB, so 3 (139776 bytes <= 150 KB); H = 7168
+// -> stage 115200 bytes: not even 2 stages fit, no decode path.
 inline constexpr int32_t kDecodeGateUpRingBytes = 100 * 1024;
+inline constexpr int32_t kDecodeGateUpMaxRingBytes = 150 * 1024;
+inline constexpr int32_t kDecodeGateUpMinStages = 3;
 inline constexpr int32_t kDecodeGateUpMaxStages = 8;
 
 // GEMM2's w2 rows that its shared-memory prefetch cannot hold are pulled into L2 (evict-last,
@@ -283,10 +292,16 @@ RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stage_bytes(int32_t hidden) {
   return kDecodeFeaturesPerUnit * decode_prefetch_row_bytes(hidden / kDecodeStepK);
 }
 
-// Stages of GEMM1's ring for this H; fewer than 2 (one unit's gate and up rows) means the decode
-// path cannot run the shape.
+// Stages of GEMM1's ring for this H (the ring comment above: as many as 100 KB hold, grown from 2
+// to 3 where 3 fit in 150 KB); fewer than 2 (one unit's gate and up rows) means the decode path
+// cannot run the shape.
 RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stages(int32_t hidden) {
-  const int32_t stages = kDecodeGateUpRingBytes / decode_gate_up_stage_bytes(hidden);
+  const int32_t stage_bytes = decode_gate_up_stage_bytes(hidden);
+  int32_t stages = kDecodeGateUpRingBytes / stage_bytes;
+  if (stages >= 2 && stages < kDecodeGateUpMinStages &&
+      int64_t{kDecodeGateUpMinStages} * stage_bytes <= kDecodeGateUpMaxRingBytes) {
+    stages = kDecodeGateUpMinStages;
+  }
   return stages < kDecodeGateUpMaxStages ? stages : kDecodeGateUpMaxStages;
 }
 

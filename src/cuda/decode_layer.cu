@@ -833,7 +833,7 @@ DecodeDeviceLimits decode_device_limits() {
   for (int mode = 0; mode < 2; ++mode) {
     if ((limits.error = cudaFuncSetAttribute(
              gate_up_kernels[mode], cudaFuncAttributeMaxDynamicSharedMemorySize,
-             static_cast<int>(std::min<int64_t>(kDecodeGateUpRingBytes,
+             static_cast<int>(std::min<int64_t>(kDecodeGateUpMaxRingBytes,
                                                 limits.per_block - limits.gate_up_static)))) !=
             cudaSuccess ||
         (limits.error = cudaFuncSetAttribute(

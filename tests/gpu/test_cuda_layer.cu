@@ -539,7 +539,7 @@ const LayerCase kDecodeCases[] = {
     {"worst", 3, 256, 6, 320, 192},
     {"uniform", 4, 1, 1, 256, 128},       // one expert, 4 rows
     {"uniform", 6, 16, 4, 256, 128, 384, 320},  // row strides on hidden and out
-    {"uniform", 2, 16, 4, 2880, 256},     // gpt-oss-120b's H: a ring of only 2 stages
+    {"uniform", 2, 16, 4, 2880, 256},     // gpt-oss-120b's H: a ring grown from 2 to 3 stages
 };
 
 // Both ways the two kernels can cooperate (CudaOptions::decode_hand_over), on every case; the
