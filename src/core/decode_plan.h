@@ -148,24 +148,29 @@ RAMP_HOST_DEVICE inline DecodeUnit decode_gate_up_unit(int32_t unit, int32_t fea
 //   deepseek 1.07x / 1.09x; T = 12 1.04-1.11x; T = 16 1.02-1.07x (deepseek uniform the least).
 //   Beyond (h100-2026-11-23c-ab-decode-path-t16-32.json): T = 20 0.99-1.04x, T = 24 0.97-1.03x,
 //   T = 32 0.93-1.01x, so the rule stops at 16.
-// - A single token pays for larger experts too. gpt-oss-120b (47.5 MiB) measured 1.004-1.016x
-//   at T = 1 in one session (h100-2026-11-23d-ab-gpt-oss-decode-path.json) and 1.005-1.016x in
-//   the next (h100-2026-11-23e-ab-t1-decode-path-large-experts.json, 3 rounds), but 0.84-0.92x
-//   at T = 2..8. So T = 1 takes the decode path up to 48 MiB per expert. The larger models of
-//   models.json (H >= 3584) do not fit the decode path at all (decode_path_fits), and session
-//   8's 0.90x for mixtral-8x7b (336 MiB) says why the T = 1 bound stays.
-// Examples: qwen3-30b-a3b, T = 2: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 16 -> decode
-// path; gpt-oss-120b (3 x 2880 x 2880 x 2 B = 47.5 MiB): T = 1 -> decode path (<= 48 MiB),
-// T = 2 -> general path (> 24 MiB).
+// - The smallest batches pay for larger experts too. gpt-oss-120b (47.5 MiB) measured
+//   1.004-1.016x at T = 1 with the 2-stage ring (h100-2026-11-23d-ab-gpt-oss-decode-path.json;
+//   h100-2026-11-23e-ab-t1-decode-path-large-experts.json) and 0.84-0.92x at T = 2..8. With the
+//   ring grown to 3 stages (below; h100-2026-11-23e-ab-gpt-oss-decode-path-three-stages.json, 2
+//   rounds): T = 1 86.2 us (was 94.2 on either path), T = 2 1.015x / 1.066x (uniform / zipf1.0),
+//   T = 4 0.953x / 0.977x, T = 8 0.92x. So T <= 2 takes the decode path up to 48 MiB per expert.
+//   The larger models of models.json (H >= 3584) do not fit the decode path at all
+//   (decode_path_fits), and session 8's 0.90x for mixtral-8x7b (336 MiB) says why a bound stays.
+// Examples: qwen3-30b-a3b, T = 4: 3 x 2048 x 768 x 2 B = 9 MiB <= 24 MiB, T <= 16 -> decode
+// path; gpt-oss-120b (3 x 2880 x 2880 x 2 B = 47.5 MiB): T = 2 -> decode path (<= 48 MiB),
+// T = 4 -> general path (> 24 MiB).
 inline constexpr int32_t kDecodeRuleMaxTokens = 16;
 inline constexpr int64_t kDecodeRuleMaxExpertWeightBytes = int64_t{24} << 20;
-inline constexpr int64_t kDecodeRuleMaxExpertWeightBytesOneToken = int64_t{48} << 20;
+inline constexpr int32_t kDecodeRuleMaxTokensLargeExperts = 2;
+inline constexpr int64_t kDecodeRuleMaxLargeExpertWeightBytes = int64_t{48} << 20;
 RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t hidden,
                                                     int32_t intermediate) {
   const int64_t expert_weight_bytes = int64_t{3} * hidden * intermediate * 2;
-  if (num_tokens == 1) return expert_weight_bytes <= kDecodeRuleMaxExpertWeightBytesOneToken;
-  return num_tokens >= 1 && num_tokens <= kDecodeRuleMaxTokens &&
-         expert_weight_bytes <= kDecodeRuleMaxExpertWeightBytes;
+  if (num_tokens < 1 || num_tokens > kDecodeRuleMaxTokens) return false;
+  if (num_tokens <= kDecodeRuleMaxTokensLargeExperts) {
+    return expert_weight_bytes <= kDecodeRuleMaxLargeExpertWeightBytes;
+  }
+  return expert_weight_bytes <= kDecodeRuleMaxExpertWeightBytes;
 }
 
 // GEMM1's weight ring (shared memory, filled by bulk copies from a producer warp): a stage holds

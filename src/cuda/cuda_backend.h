@@ -50,7 +50,7 @@ struct CudaOptions {
   // Layer only: which batches take the two-kernel decode path (decode_layer.cuh) instead of
   // routing prep + two static batching GEMMs + combine. -1 (the default): the measured rule
   // decode_path_by_rule (core/decode_plan.h: T <= 16 and experts of <= 24 MiB of weights, or
-  // T = 1 and <= 48 MiB);
+  // T <= 2 and <= 48 MiB);
   // 0: never; N > 0: every batch of at most N tokens, whatever the shape. Always T x k <=
   // kDecodeMaxSlots, and never with forced_config or routing_aware (they ask for the general
   // path's configs). Same results within the layer tolerance, not bit for bit (another

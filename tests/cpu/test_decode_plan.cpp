@@ -215,16 +215,17 @@ TEST(DecodePlan, GateUpUnitsWalkFeaturesFirst) {
 TEST(DecodePlan, RuleTakesSmallExpertsAtSmallBatches) {
   EXPECT_TRUE(decode_path_by_rule(2, 2048, 768));     // qwen3-30b-a3b: 9 MiB per expert
   EXPECT_TRUE(decode_path_by_rule(1, 2880, 2880));    // gpt-oss-120b: 47.5 MiB, one token
-  EXPECT_FALSE(decode_path_by_rule(2, 2880, 2880));   // ... but not two
+  EXPECT_TRUE(decode_path_by_rule(2, 2880, 2880));    // ... or two
+  EXPECT_FALSE(decode_path_by_rule(3, 2880, 2880));   // ... but not three
   EXPECT_TRUE(decode_path_by_rule(4, 2048, 1408));    // deepseek-v2-lite: 16.5 MiB
   EXPECT_TRUE(decode_path_by_rule(16, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(17, 2048, 768));
   EXPECT_FALSE(decode_path_by_rule(0, 2048, 768));
-  EXPECT_TRUE(decode_path_by_rule(2, 4096, 1024));    // exactly 24 MiB
-  EXPECT_FALSE(decode_path_by_rule(2, 4096, 1088));
-  EXPECT_TRUE(decode_path_by_rule(1, 4096, 1088));    // one token: up to 48 MiB
-  EXPECT_TRUE(decode_path_by_rule(1, 4096, 2048));    // exactly 48 MiB
-  EXPECT_FALSE(decode_path_by_rule(1, 4096, 2112));
+  EXPECT_TRUE(decode_path_by_rule(3, 4096, 1024));    // exactly 24 MiB
+  EXPECT_FALSE(decode_path_by_rule(3, 4096, 1088));
+  EXPECT_TRUE(decode_path_by_rule(1, 4096, 1088));    // one or two tokens: up to 48 MiB
+  EXPECT_TRUE(decode_path_by_rule(2, 4096, 2048));    // exactly 48 MiB
+  EXPECT_FALSE(decode_path_by_rule(2, 4096, 2112));
   EXPECT_FALSE(decode_path_by_rule(1, 4096, 14336));  // mixtral-8x7b: 336 MiB
 }
 

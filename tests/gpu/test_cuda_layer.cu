@@ -568,7 +568,7 @@ TEST(CudaLayer, DecodePathMatchesCpuReference) {
   }
 }
 
-// Which batches take it: by default the measured rule (T <= 16 for experts of <= 24 MiB, T = 1
+// Which batches take it: by default the measured rule (T <= 16 for experts of <= 24 MiB, T <= 2
 // up to 48 MiB), a forced token bound for any shape, never beyond kDecodeMaxSlots slots, and
 // never when the options ask for the general path's configs. Host logic only: runs without a
 // device too.
@@ -580,8 +580,8 @@ TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   EXPECT_TRUE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens, defaults));
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, kDecodeRuleMaxTokens + 1, defaults));
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 0, defaults));
-  EXPECT_TRUE(cuda::uses_decode_path(gpt_oss, 1, defaults));   // 47.5 MiB per expert: one token
-  EXPECT_FALSE(cuda::uses_decode_path(gpt_oss, 2, defaults));  // ... but not two
+  EXPECT_TRUE(cuda::uses_decode_path(gpt_oss, 2, defaults));   // 47.5 MiB per expert: T <= 2
+  EXPECT_FALSE(cuda::uses_decode_path(gpt_oss, 3, defaults));
   cuda::CudaOptions off;
   off.decode_max_tokens = 0;
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, off));
@@ -598,7 +598,7 @@ TEST(CudaLayer, DecodePathIsTakenWhereItPays) {
   EXPECT_FALSE(cuda::uses_decode_path(qwen3, 1, forced));
   EXPECT_EQ(cuda::selected_configs(qwen3, 1, defaults).rfind("decode path", 0), 0u);
   EXPECT_EQ(cuda::selected_configs(gpt_oss, 1, defaults).rfind("decode path", 0), 0u);
-  EXPECT_EQ(cuda::selected_configs(gpt_oss, 2, defaults).rfind("decode path", 0),
+  EXPECT_EQ(cuda::selected_configs(gpt_oss, 3, defaults).rfind("decode path", 0),
             std::string::npos);
 }
 
