@@ -185,15 +185,22 @@ RAMP_HOST_DEVICE constexpr bool decode_path_by_rule(int32_t num_tokens, int32_t 
 // A ring of only 2 stages (one unit in flight) streams worst of all: gpt-oss-120b (H = 2880,
 // 46592-byte stages) took 94.2 us at T = 1 with 2 stages in the 100 KB and 86.2 us with 3 in
 // 137 KB (1.09x, 4 rounds; qwen3-30b-a3b, whose ring did not change, 0.99-1.00x;
-// bench/results/h100-2026-11-23e-ab-decode-ring-three-stages.json). So a ring that holds 2 stages
-// grows to kDecodeGateUpMinStages where they fit in kDecodeGateUpMaxRingBytes. Shapes with fewer
-// than 2 stages in the 100 KB keep off the decode path (decode_path_fits): none was measured.
+// bench/results/h100-2026-11-23e-ab-decode-ring-three-stages.json). And from T = 2 on, where the
+// hand-over streams w2 beside GEMM1, 4 stages beat 3: H = 2048 (133120 bytes) over qwen3-30b-a3b,
+// olmoe-1b-7b and deepseek-v2-lite at T = 2..16 1.014-1.052x (2.7-2.8% per round, 2 rounds), but
+// at T = 1, where down_combine's prefetch (smaller beside a larger ring) overlaps GEMM1, 0.98-1.02x
+// (qwen3-30b-a3b 0.984-0.999x; h100-2026-11-23e-ab-decode-ring-four-stages.json). So the ring
+// grows, within kDecodeGateUpMaxRingBytes, to kDecodeGateUpMinStages stages at T = 1 and
+// kDecodeGateUpMinStagesBatched from T = 2. Shapes with fewer than 2 stages in the 100 KB keep
+// off the decode path (decode_path_fits): none was measured.
 // Examples: H = 2048 -> rows of 64 steps: 4096 + 64 = 4160 bytes, stage 33280 bytes, 3 stages in
-// 100 KB; H = 2880 -> stage 46592 bytes, 2 in 100 KB, so 3 (139776 bytes <= 150 KB); H = 7168
-// -> stage 115200 bytes: not even 2 stages fit, no decode path.
+// 100 KB, 4 (133120 bytes) from T = 2; H = 2880 -> stage 46592 bytes, 2 in 100 KB, so 3 (139776
+// bytes <= 150 KB; 4 do not fit); H = 7168 -> stage 115200 bytes: not even 2 stages fit, no
+// decode path.
 inline constexpr int32_t kDecodeGateUpRingBytes = 100 * 1024;
 inline constexpr int32_t kDecodeGateUpMaxRingBytes = 150 * 1024;
 inline constexpr int32_t kDecodeGateUpMinStages = 3;
+inline constexpr int32_t kDecodeGateUpMinStagesBatched = 4;
 inline constexpr int32_t kDecodeGateUpMaxStages = 8;
 
 // GEMM2's w2 rows that its shared-memory prefetch cannot hold are pulled into L2 (evict-last,
@@ -297,15 +304,16 @@ RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stage_bytes(int32_t hidden) {
   return kDecodeFeaturesPerUnit * decode_prefetch_row_bytes(hidden / kDecodeStepK);
 }
 
-// Stages of GEMM1's ring for this H (the ring comment above: as many as 100 KB hold, grown from 2
-// to 3 where 3 fit in 150 KB); fewer than 2 (one unit's gate and up rows) means the decode path
-// cannot run the shape.
-RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stages(int32_t hidden) {
+// Stages of GEMM1's ring for this H and T (the ring comment above: as many as 100 KB hold, grown
+// within 150 KB to 3 at T = 1 and to 4 from T = 2); fewer than 2 (one unit's gate and up rows)
+// means the decode path cannot run the shape.
+RAMP_HOST_DEVICE constexpr int32_t decode_gate_up_stages(int32_t hidden, int32_t num_tokens) {
   const int32_t stage_bytes = decode_gate_up_stage_bytes(hidden);
   int32_t stages = kDecodeGateUpRingBytes / stage_bytes;
-  if (stages >= 2 && stages < kDecodeGateUpMinStages &&
-      int64_t{kDecodeGateUpMinStages} * stage_bytes <= kDecodeGateUpMaxRingBytes) {
-    stages = kDecodeGateUpMinStages;
+  if (stages < 2) return stages;
+  const int32_t wanted = num_tokens >= 2 ? kDecodeGateUpMinStagesBatched : kDecodeGateUpMinStages;
+  while (stages < wanted && int64_t{stages + 1} * stage_bytes <= kDecodeGateUpMaxRingBytes) {
+    ++stages;
   }
   return stages < kDecodeGateUpMaxStages ? stages : kDecodeGateUpMaxStages;
 }

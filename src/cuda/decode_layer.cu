@@ -880,7 +880,7 @@ int32_t decode_prefetch_bytes(const DecodeDeviceLimits& limits, const DecodeLaye
 bool decode_path_fits(int32_t num_tokens, int32_t top_k, int32_t hidden) {
   return num_tokens >= 1 && top_k >= 1 &&
          static_cast<int64_t>(num_tokens) * top_k <= kDecodeMaxSlots &&
-         decode_gate_up_stages(hidden) >= 2;
+         decode_gate_up_stages(hidden, num_tokens) >= 2;
 }
 
 Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream) {
@@ -893,7 +893,7 @@ Status launch_decode_layer(const DecodeLayerArgs& args, cudaStream_t stream) {
   }
   const DecodeDeviceLimits limits = decode_device_limits();
   RAMP_CUDA_TRY(limits.error);
-  const int32_t stages = decode_gate_up_stages(args.hidden);
+  const int32_t stages = decode_gate_up_stages(args.hidden, args.num_tokens);
   const int64_t ring_bytes = int64_t{stages} * decode_gate_up_stage_bytes(args.hidden);
   const int32_t prefetch_bytes = decode_prefetch_bytes(limits, args, ring_bytes);
 

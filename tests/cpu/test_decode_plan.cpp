@@ -242,29 +242,42 @@ TEST(DecodePlan, PrefetchRowsAvoidBankConflicts) {
 }
 
 // GEMM1's ring: 8 padded rows of H per stage, as many stages as kDecodeGateUpRingBytes holds,
-// grown from 2 to 3 where 3 fit in kDecodeGateUpMaxRingBytes; the decode path needs two (one
-// unit's gate and up rows).
+// grown within kDecodeGateUpMaxRingBytes to 3 stages at T = 1 and 4 from T = 2; the decode path
+// needs two (one unit's gate and up rows).
 TEST(DecodePlan, GateUpRingHoldsWholeStages) {
   EXPECT_EQ(decode_gate_up_stage_bytes(2048), 33280);  // 8 x (4096 + 64)
-  EXPECT_EQ(decode_gate_up_stages(2048), 3);           // qwen3-30b-a3b, olmoe, deepseek
+  EXPECT_EQ(decode_gate_up_stages(2048, 1), 3);        // qwen3-30b-a3b, olmoe, deepseek
+  EXPECT_EQ(decode_gate_up_stages(2048, 2), 4);        // 133120 bytes
+  EXPECT_EQ(decode_gate_up_stages(2048, 16), 4);
   EXPECT_EQ(decode_gate_up_stage_bytes(2880), 46592);  // gpt-oss-120b: 8 x (5760 + 64)
-  EXPECT_EQ(decode_gate_up_stages(2880), 3);           // 2 in 100 KB, grown to 3 (139776 bytes)
+  EXPECT_EQ(decode_gate_up_stages(2880, 1), 3);        // 2 in 100 KB, grown to 3 (139776 bytes)
+  EXPECT_EQ(decode_gate_up_stages(2880, 2), 3);        // 4 would take 186368 bytes
   EXPECT_EQ(decode_gate_up_stage_bytes(3136), 50688);  // 2 in 100 KB, 3 = 152064 <= 150 KB
-  EXPECT_EQ(decode_gate_up_stages(3136), 3);
+  EXPECT_EQ(decode_gate_up_stages(3136, 1), 3);
   EXPECT_EQ(decode_gate_up_stage_bytes(3200), 51712);  // 1 in 100 KB: not grown, no decode path
-  EXPECT_EQ(decode_gate_up_stages(3200), 1);
-  EXPECT_LT(decode_gate_up_stages(4096), 2);  // mixtral, qwen3-235b: no decode path
-  for (int32_t hidden = 64; hidden <= 8192; hidden += 64) {
-    const int32_t stages = decode_gate_up_stages(hidden);
-    const int64_t ring = int64_t{stages} * decode_gate_up_stage_bytes(hidden);
-    EXPECT_LE(ring, kDecodeGateUpMaxRingBytes) << hidden;
-    if (ring > kDecodeGateUpRingBytes) {  // only a 2-stage ring grows, and only to 3 stages
-      EXPECT_EQ(stages, kDecodeGateUpMinStages) << hidden;
-      EXPECT_EQ(kDecodeGateUpRingBytes / decode_gate_up_stage_bytes(hidden), 2) << hidden;
+  EXPECT_EQ(decode_gate_up_stages(3200, 2), 1);
+  EXPECT_LT(decode_gate_up_stages(4096, 1), 2);  // mixtral, qwen3-235b: no decode path
+  for (int32_t tokens = 1; tokens <= 2; ++tokens) {
+    for (int32_t hidden = 64; hidden <= 8192; hidden += 64) {
+      const int32_t stages = decode_gate_up_stages(hidden, tokens);
+      const int32_t in_base_ring = std::min(
+          kDecodeGateUpRingBytes / decode_gate_up_stage_bytes(hidden), kDecodeGateUpMaxStages);
+      EXPECT_LE(int64_t{stages} * decode_gate_up_stage_bytes(hidden),
+                std::max<int64_t>(kDecodeGateUpMaxRingBytes, kDecodeGateUpRingBytes))
+          << hidden;
+      if (in_base_ring < 2) {
+        EXPECT_EQ(stages, in_base_ring) << hidden;  // never grown onto the decode path
+      } else {
+        EXPECT_GE(stages, in_base_ring) << hidden;
+        if (stages > in_base_ring) {
+          EXPECT_LE(stages, tokens >= 2 ? kDecodeGateUpMinStagesBatched : kDecodeGateUpMinStages)
+              << hidden;
+        }
+      }
+      EXPECT_LE(stages, kDecodeGateUpMaxStages) << hidden;
+      EXPECT_EQ(decode_gate_up_stage_bytes(hidden) % 16, 0) << hidden;  // bulk-copy alignment
+      EXPECT_GE(decode_gate_up_stage_bytes(hidden), kDecodeFeaturesPerUnit * hidden * 2) << hidden;
     }
-    EXPECT_LE(stages, kDecodeGateUpMaxStages) << hidden;
-    EXPECT_EQ(decode_gate_up_stage_bytes(hidden) % 16, 0) << hidden;  // bulk-copy alignment
-    EXPECT_GE(decode_gate_up_stage_bytes(hidden), kDecodeFeaturesPerUnit * hidden * 2) << hidden;
   }
 }
 
