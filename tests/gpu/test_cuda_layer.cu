@@ -530,7 +530,8 @@ cuda::CudaOptions decode_forced(int32_t hand_over = -1) {
 
 const LayerCase kDecodeCases[] = {
     {"uniform", 1, 8, 2, 256, 128},
-    {"uniform", 1, 16, 8, 2048, 768},     // qwen3-30b-a3b's H and I
+    {"uniform", 1, 16, 8, 2048, 768},     // qwen3-30b-a3b's H and I: a ring of 3 stages
+    {"uniform", 4, 16, 8, 2048, 768},     // ... from T = 2 grown to 4 stages
     {"uniform", 1, 8, 2, 1024, 1024},     // two experts: GEMM2 in 4 K slices
     {"zipf1.5", 8, 64, 8, 512, 256},
     {"uniform", 8, 64, 8, 512, 1024},     // ~40 experts x 16 x 2 KB rows: part prefetched
