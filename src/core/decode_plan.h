@@ -202,6 +202,7 @@ inline constexpr int32_t kDecodeGateUpMaxRingBytes = 150 * 1024;
 inline constexpr int32_t kDecodeGateUpMinStages = 3;
 inline constexpr int32_t kDecodeGateUpMinStagesBatched = 4;
 inline constexpr int32_t kDecodeGateUpMaxStages = 8;
+static_assert(kDecodeGateUpMaxRingBytes >= kDecodeGateUpRingBytes, "the ring only grows");
 
 // GEMM2's w2 rows that its shared-memory prefetch cannot hold are pulled into L2 (evict-last,
 // while GEMM1's w13 copies are marked evict-first) when all CTAs' rest together stay within

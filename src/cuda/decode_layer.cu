@@ -27,7 +27,7 @@ namespace ramp::cuda {
 namespace {
 
 // gate_up: one CTA per SM, 7 consumer warps and a producer warp that streams w13 rows into the
-// ring (core/decode_plan.h, kDecodeGateUpRingBytes). Eight warps of <= 128 registers, so that a
+// ring (core/decode_plan.h, decode_gate_up_stages). Eight warps of <= 128 registers, so that a
 // down_combine CTA (8 warps, <= 128 registers) fits beside it: registers are allocated per SM
 // sub-partition (16384 each, 2 warps of each kernel per sub-partition); with a ninth gate_up warp
 // one sub-partition held 3 of its warps and down_combine's CTAs only started as gate_up's exited
