@@ -27,10 +27,15 @@
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
 #include "cuda/ptx/wgmma.h"
+#include "dev_cluster_ptx.h"
 
 namespace {
 
 using namespace ramp::cuda;
+using dev::arrive_remote;
+using dev::cluster_rank;
+using dev::cluster_sync;
+using dev::tma_load_2d_multicast;
 
 constexpr int kRowBytes = 128;  // 64 bf16 of k: one 128-byte swizzle row
 constexpr int kMaxStages = 8;
@@ -67,35 +72,6 @@ struct Params {
   int iterations;
   float* sink;             // MMA mode: one value per CTA, so the MMAs are not dropped
 };
-
-__device__ __forceinline__ void tma_load_2d_multicast(uint32_t smem_dst, const CUtensorMap* map,
-                                                      uint64_t* barrier, int32_t c0, int32_t c1,
-                                                      uint16_t mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(ptx::smem_address(barrier)), "r"(c0), "r"(c1),
-      "h"(mask)
-      : "memory");
-}
-
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t rank;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
-  return rank;
-}
-
-__device__ __forceinline__ void arrive_remote(uint64_t* barrier, uint32_t rank) {
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(ptx::smem_address(barrier)),
-      "r"(rank)
-      : "memory");
-}
-
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive;\nbarrier.cluster.wait;" ::: "memory");
-}
 
 // Spins for `cycles` (the consumers' stand-in for work).
 __device__ __forceinline__ void spin(int cycles) {
