@@ -14,6 +14,8 @@
 //   multicast   clusters of 2, each CTA loads half of every box into both (one L2 read, 2 SMs)
 //   sides       tiles split by the L2 side of the SM (measured: latency of dependent atomics),
 //               so both readers of a tile sit on the same side of the L2
+//   tok / hold  the rest of a GEMM stage: a 128-row token box (L2-resident) and a consumer that
+//               holds each stage for the MMA's time (clock64 cycles)
 // against a plain 16-byte-load read of the same buffer. Prints TB/s of unique bytes.
 // Results: bench/results/h100-2026-11-23g-dram-weight-stream.txt.
 // Build: nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -Isrc \
@@ -52,6 +54,11 @@ struct Params {
   int mode;
   int* counters;          // kCounter: [0]; kSides: [side]
   const int* side_of_sm;  // kSides
+  // The rest of a GEMM stage: a 128-row token box from a small (L2-resident) tensor, and the
+  // consumer holding each stage for hold_cycles (the 128x256x64 MMA: ~1400 cycles at 1980 MHz).
+  CUtensorMap token_map;
+  int token_rows;   // 0 or 128
+  int hold_cycles;
 };
 
 __device__ __forceinline__ int sm_id() {
@@ -81,7 +88,8 @@ __device__ __forceinline__ int next_tile(const Params& p, int j) {
 template <bool kCluster>
 __global__ void __launch_bounds__(64, 1) stream_weights(const __grid_constant__ Params p) {
   extern __shared__ __align__(1024) uint8_t shared[];
-  const int stage_bytes = p.box_rows * kRowBytes;
+  const int weight_bytes = p.box_rows * kRowBytes;
+  const int stage_bytes = weight_bytes + p.token_rows * kRowBytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(shared + p.stages * stage_bytes);
   uint64_t* empty = full + kMaxStages;
   int* tile_of_stage = reinterpret_cast<int*>(empty + kMaxStages);
@@ -121,6 +129,10 @@ __global__ void __launch_bounds__(64, 1) stream_weights(const __grid_constant__ 
         } else {
           ptx::tma_load_2d(dst, &p.map, &full[stage], k, row);
         }
+        if (p.token_rows > 0) {  // token block (tile mod 8): the same 8 blocks over and over
+          ptx::tma_load_2d(dst + weight_bytes, &p.token_map, &full[stage], kb * 64,
+                           (tile % 8) * p.token_rows);
+        }
       }
     }
     int stage;
@@ -132,6 +144,11 @@ __global__ void __launch_bounds__(64, 1) stream_weights(const __grid_constant__ 
       const int stage = i % p.stages;
       ptx::mbarrier_wait_parity(&full[stage], (i / p.stages) & 1);
       if (tile_of_stage[stage] < 0) break;
+      if (p.hold_cycles > 0) {
+        const long long until = clock64() + p.hold_cycles;
+        while (clock64() < until) {
+        }
+      }
       ptx::mbarrier_arrive(&empty[stage]);
       if constexpr (kCluster) dev::arrive_remote(&empty[stage], rank ^ 1);
     }
@@ -235,15 +252,17 @@ int main() {
               kBufferBytes / (read_ms * 1e-3) / 1e12);
 
   struct Case {
-    int packed, k, box_rows, readers, stages, mode;
+    int packed, k, box_rows, readers, stages, mode, token_rows = 0, hold = 0;
   };
   const char* mode_names[] = {"counter", "static", "multicast", "sides"};
   const Case cases[] = {
-      {0, 4096, 256, 1, 4, kCounter}, {0, 4096, 256, 1, 4, kStatic}, {0, 4096, 256, 1, 4, kSides},
-      {0, 4096, 256, 2, 4, kCounter}, {0, 4096, 256, 2, 4, kStatic}, {0, 4096, 256, 2, 4, kSides},
-      {0, 4096, 256, 2, 4, kMulticast}, {0, 4096, 256, 2, 6, kMulticast},
-      {0, 2048, 256, 2, 4, kStatic}, {0, 2048, 256, 2, 4, kMulticast},
-      {0, 4096, 256, 4, 4, kCounter}, {0, 4096, 256, 4, 4, kStatic}, {0, 4096, 256, 4, 4, kSides},
+      {0, 4096, 256, 1, 4, kCounter}, {0, 4096, 256, 2, 4, kCounter}, {0, 4096, 256, 2, 4, kStatic},
+      {0, 4096, 256, 1, 4, kCounter, 128, 0}, {0, 4096, 256, 2, 4, kCounter, 128, 0},
+      {0, 4096, 256, 1, 4, kCounter, 128, 700}, {0, 4096, 256, 2, 4, kCounter, 128, 700},
+      {0, 4096, 256, 1, 4, kCounter, 128, 1000}, {0, 4096, 256, 2, 4, kCounter, 128, 1000},
+      {0, 4096, 256, 1, 4, kCounter, 128, 1400}, {0, 4096, 256, 2, 4, kCounter, 128, 1400},
+      {0, 4096, 256, 2, 4, kStatic, 128, 1400}, {0, 4096, 256, 2, 4, kMulticast, 128, 1400},
+      {0, 4096, 256, 1, 4, kCounter, 0, 1400}, {0, 4096, 256, 2, 4, kCounter, 0, 1400},
   };
   for (const Case& c : cases) {
     Params p{};
@@ -257,6 +276,17 @@ int main() {
     p.mode = c.mode;
     p.counters = counters;
     p.side_of_sm = side_dev;
+    p.token_rows = c.token_rows;
+    p.hold_cycles = c.hold;
+    {
+      const uint64_t dims[2] = {static_cast<uint64_t>(c.k), 8 * 128};
+      const uint64_t strides[1] = {2 * static_cast<uint64_t>(c.k)};
+      const uint32_t token_box[2] = {64, 128};
+      if (!ptx::encode_bf16_tile_map_swizzle128(&p.token_map, buffer, 2, dims, strides, token_box)) {
+        std::printf("token tensor map rejected\n");
+        return 1;
+      }
+    }
     const bool cluster = c.mode == kMulticast;
     const uint32_t box[2] = {64, static_cast<uint32_t>(cluster ? c.box_rows / 2 : c.box_rows)};
     bool ok;
@@ -273,7 +303,7 @@ int main() {
       std::printf("tensor map rejected\n");
       return 1;
     }
-    const int smem = c.stages * c.box_rows * kRowBytes + 1024;
+    const int smem = c.stages * (c.box_rows + c.token_rows) * kRowBytes + 1024;
     DEV_CUDA_CHECK(cudaFuncSetAttribute(stream_weights<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     DEV_CUDA_CHECK(cudaFuncSetAttribute(stream_weights<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     DEV_CUDA_CHECK(cudaFuncSetAttribute(stream_weights<true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
@@ -300,9 +330,11 @@ int main() {
         },
         reps);
     char name[64];
-    std::snprintf(name, sizeof(name), "%s K=%d box %d r%d s%d %s", c.packed ? "packed" : "rowmajor",
-                  c.k, c.box_rows, c.readers, c.stages, mode_names[c.mode]);
-    std::printf("%-40s %8.3f ms %6.3f TB/s\n", name, ms, bytes / (ms * 1e-3) / 1e12);
+    std::snprintf(name, sizeof(name), "%s K=%d box %d r%d s%d %s tok%d hold%d",
+                  c.packed ? "packed" : "rowmajor", c.k, c.box_rows, c.readers, c.stages,
+                  mode_names[c.mode], c.token_rows, c.hold);
+    std::printf("%-52s %8.3f ms %6.3f TB/s  %5.1f us/stage\n", name, ms, bytes / (ms * 1e-3) / 1e12,
+                ms * 1e3 / (double(p.num_tiles) * c.readers * p.k_blocks / num_sms));
   }
   return 0;
 }
