@@ -1,9 +1,10 @@
 // Cluster PTX for the dev microbenchmarks (the library keeps single CTAs since session 11):
-// the CTA's rank, a cluster-wide barrier, an mbarrier arrival on the peer CTA, and a 2-D TMA
-// load multicast into every CTA of `mask`.
+// the CTA's rank, a cluster-wide barrier, an mbarrier arrival on the peer CTA, a 2-D TMA load
+// multicast into every CTA of `mask`; and the host's launch configuration for clusters.
 #pragma once
 
 #include <cuda.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -41,6 +42,24 @@ __device__ __forceinline__ void tma_load_2d_multicast(uint32_t smem_dst, const C
       "l"(reinterpret_cast<uint64_t>(map)), "r"(ramp::cuda::ptx::smem_address(barrier)), "r"(c0),
       "r"(c1), "h"(mask)
       : "memory");
+}
+
+// cudaLaunchKernelEx configuration with clusters of cluster_x CTAs along x (1: no cluster
+// attribute). The config points at *attribute, which must outlive the launch.
+inline cudaLaunchConfig_t cluster_launch_config(dim3 grid, dim3 block, size_t smem_bytes,
+                                                unsigned cluster_x, cudaLaunchAttribute* attribute) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem_bytes;
+  *attribute = cudaLaunchAttribute{};
+  attribute->id = cudaLaunchAttributeClusterDimension;
+  attribute->val.clusterDim.x = cluster_x;
+  attribute->val.clusterDim.y = 1;
+  attribute->val.clusterDim.z = 1;
+  config.attrs = attribute;
+  config.numAttrs = cluster_x > 1 ? 1 : 0;
+  return config;
 }
 
 }  // namespace dev

@@ -311,22 +311,11 @@ int main() {
     const float ms = median_ms(
         [&] {
           DEV_CUDA_CHECK(cudaMemsetAsync(counters, 0, 4 * sizeof(int)));
-          if (cluster) {
-            cudaLaunchConfig_t config{};
-            config.gridDim = dim3(num_sms);
-            config.blockDim = dim3(64);
-            config.dynamicSmemBytes = smem;
-            cudaLaunchAttribute attribute{};
-            attribute.id = cudaLaunchAttributeClusterDimension;
-            attribute.val.clusterDim.x = 2;
-            attribute.val.clusterDim.y = 1;
-            attribute.val.clusterDim.z = 1;
-            config.attrs = &attribute;
-            config.numAttrs = 1;
-            DEV_CUDA_CHECK(cudaLaunchKernelEx(&config, stream_weights<true>, p));
-          } else {
-            stream_weights<false><<<num_sms, 64, smem>>>(p);
-          }
+          cudaLaunchAttribute attribute;
+          const cudaLaunchConfig_t config = dev::cluster_launch_config(
+              dim3(num_sms), dim3(64), smem, cluster ? 2 : 1, &attribute);
+          DEV_CUDA_CHECK(cudaLaunchKernelEx(
+              &config, cluster ? stream_weights<true> : stream_weights<false>, p));
         },
         reps);
     char name[64];

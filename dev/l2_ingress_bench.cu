@@ -339,17 +339,10 @@ int main(int argc, char** argv) {
     if (v.token_rows > 0) p.token_map = make_map(buffer, v.token_rows);
     const int stage_bytes = (v.token_rows + v.weight_rows) * kRowBytes;
     const int smem = v.stages * stage_bytes + 2 * kMaxStages * 8;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(v.multicast ? v.ctas / 2 * 2 : v.ctas));
-    config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = static_cast<size_t>(smem);
-    cudaLaunchAttribute cluster{};
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 2;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = 1;
-    config.attrs = &cluster;
-    config.numAttrs = v.multicast ? 1 : 0;
+    cudaLaunchAttribute cluster;
+    const cudaLaunchConfig_t config = dev::cluster_launch_config(
+        dim3(static_cast<unsigned>(v.multicast ? v.ctas / 2 * 2 : v.ctas)), dim3(kThreads),
+        static_cast<size_t>(smem), v.multicast ? 2 : 1, &cluster);
     auto kernel = v.multicast ? (v.mma ? &stream_kernel<true, true> : &stream_kernel<true, false>)
                               : (v.mma ? &stream_kernel<false, true> : &stream_kernel<false, false>);
     DEV_CUDA_CHECK(
