@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dev_cuda_check.h"
+#include "dev_timing.h"
 #include "core/plan.h"
 #include "cuda/static_batching.h"
 #include "dispatch/builtin_configs.h"
@@ -23,23 +24,7 @@ using namespace ramp;
 
 template <class F>
 double median_ms(int reps, F&& launch) {
-  cudaEvent_t start, stop;
-  DEV_CUDA_CHECK(cudaEventCreate(&start));
-  DEV_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 3; ++i) launch();
-  DEV_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> times;
-  for (int i = 0; i < reps; ++i) {
-    DEV_CUDA_CHECK(cudaEventRecord(start));
-    launch();
-    DEV_CUDA_CHECK(cudaEventRecord(stop));
-    DEV_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return dev::sorted_event_times_ms(3, reps, launch)[reps / 2];
 }
 
 __global__ void fill_bf16(__nv_bfloat16* data, size_t n, uint32_t seed, float scale) {

@@ -32,6 +32,7 @@
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
 #include "dev_cluster_ptx.h"
+#include "dev_timing.h"
 
 namespace {
 
@@ -184,22 +185,7 @@ __global__ void read_all(const int4* data, size_t count, int* sink) {
 
 template <class F>
 float median_ms(F&& launch, int reps) {
-  cudaEvent_t start, stop;
-  DEV_CUDA_CHECK(cudaEventCreate(&start));
-  DEV_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int r = -1; r < reps; ++r) {
-    DEV_CUDA_CHECK(cudaEventRecord(start));
-    launch();
-    DEV_CUDA_CHECK(cudaEventRecord(stop));
-    DEV_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (r >= 0) times.push_back(ms);
-  }
-  DEV_CUDA_CHECK(cudaGetLastError());
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return dev::sorted_event_times_ms(1, reps, launch)[reps / 2];
 }
 
 }  // namespace

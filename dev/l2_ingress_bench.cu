@@ -28,6 +28,7 @@
 #include "cuda/ptx/tma.h"
 #include "cuda/ptx/wgmma.h"
 #include "dev_cluster_ptx.h"
+#include "dev_timing.h"
 
 namespace {
 
@@ -347,23 +348,10 @@ int main(int argc, char** argv) {
                               : (v.mma ? &stream_kernel<false, true> : &stream_kernel<false, false>);
     DEV_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    cudaEvent_t start, stop;
-    DEV_CUDA_CHECK(cudaEventCreate(&start));
-    DEV_CUDA_CHECK(cudaEventCreate(&stop));
-    DEV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));  // warm-up: the buffer into L2
-    DEV_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<float> times;
-    for (int r = 0; r < 5; ++r) {
-      DEV_CUDA_CHECK(cudaEventRecord(start));
+    // Warm-up: the buffer into L2.
+    const float best = dev::sorted_event_times_ms(1, 5, [&] {
       DEV_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
-      DEV_CUDA_CHECK(cudaEventRecord(stop));
-      DEV_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      times.push_back(ms);
-    }
-    float best = times[0];
-    for (float t : times) best = t < best ? t : best;
+    })[0];
     const double bytes = double(config.gridDim.x) * iterations * stage_bytes;
     const double flops = v.mma ? double(config.gridDim.x) * iterations * 2.0 * 128 * 256 * 64 : 0;
     std::printf("%-40s %8.3f %10.2f %12.1f %10.3f %8.1f\n", v.name, best, bytes / best / 1e9,

@@ -1,0 +1,39 @@
+// Launch timing for the dev microbenchmarks: CUDA events around each call on the default
+// stream, after untimed warm-up calls. Returns every timed call, sorted, so a caller takes the
+// median (times[size / 2]) or the best (times[0]).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "dev_cuda_check.h"
+
+namespace dev {
+
+template <class Launch>
+std::vector<float> sorted_event_times_ms(int warmups, int repeats, Launch&& launch) {
+  cudaEvent_t start, stop;
+  DEV_CUDA_CHECK(cudaEventCreate(&start));
+  DEV_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmups; ++i) launch();
+  DEV_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> times;
+  for (int i = 0; i < repeats; ++i) {
+    DEV_CUDA_CHECK(cudaEventRecord(start));
+    launch();
+    DEV_CUDA_CHECK(cudaEventRecord(stop));
+    DEV_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    DEV_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  DEV_CUDA_CHECK(cudaGetLastError());
+  DEV_CUDA_CHECK(cudaEventDestroy(start));
+  DEV_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+}  // namespace dev
