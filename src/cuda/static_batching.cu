@@ -295,7 +295,12 @@ Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t st
   }
   const int epilogue = static_cast<int>(gemm.epilogue);
   if (epilogue < 0 || epilogue > 2) return invalid(ErrorCode::kInvalidArgument, "unknown epilogue");
-  return launchers.by_epilogue[epilogue](params, gemm.max_total_tiles, overlap, stream);
+  // The one place the streaming choice becomes a kernel instance (builtin sets only).
+  const bool streams = dispatch::streams_weights(gemm.routing.num_slots, gemm.routing.num_experts) &&
+                       launchers.streaming_by_epilogue[epilogue] != nullptr;
+  const detail::SetLauncher launch =
+      streams ? launchers.streaming_by_epilogue[epilogue] : launchers.by_epilogue[epilogue];
+  return launch(params, gemm.max_total_tiles, overlap, stream);
 }
 
 }  // namespace ramp::cuda

@@ -64,6 +64,9 @@ struct StaticBatchedGemm {
 // Requirements (else kUnsupportedShape / kMisaligned, nothing launched): K a multiple of 64;
 // a, w 16-byte aligned and a_row_stride a multiple of 8; kSiluGateUp: N = 2I with I a multiple
 // of 8. max_total_tiles <= 0 launches nothing.
+// A launch of a builtin set whose experts average at most 64 rows (dispatch::streams_weights of
+// routing.num_slots and num_experts) runs the kernel instance that marks one-reader weight tiles
+// evict-first in L2; the results are the same either way.
 Status launch_static_batched_gemm(const StaticBatchedGemm& gemm, cudaStream_t stream);
 
 // Split-K scratch a launch of this config set needs for up to max_total_tiles tiles: 0 when no

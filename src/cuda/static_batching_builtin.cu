@@ -5,7 +5,7 @@
 
 namespace ramp::cuda::detail {
 
-SetLaunchers builtin_set_launchers() { return set_launchers<BuiltinSet>(); }
-SetLaunchers builtin_group1_set_launchers() { return set_launchers<BuiltinGroup1Set>(); }
+SetLaunchers builtin_set_launchers() { return set_launchers<BuiltinSet, true>(); }
+SetLaunchers builtin_group1_set_launchers() { return set_launchers<BuiltinGroup1Set, true>(); }
 
 }  // namespace ramp::cuda::detail

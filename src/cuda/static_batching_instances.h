@@ -21,6 +21,9 @@ using SetLauncher = Status (*)(const KernelParams& params, int32_t max_total_til
 
 struct SetLaunchers {
   SetLauncher by_epilogue[3] = {};  // indexed by GemmEpilogue
+  // The instances for launches that stream their weights (dispatch::streams_weights): builtin
+  // sets only; null for catalog entries, whose launches all take by_epilogue.
+  SetLauncher streaming_by_epilogue[3] = {};
   int32_t largest_tile_floats = 0;  // split-K partial tile size of the set
   bool split_k = false;             // some config of the set splits K
   bool compiled() const { return by_epilogue[0] != nullptr; }

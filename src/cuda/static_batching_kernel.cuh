@@ -24,7 +24,9 @@
 
 namespace ramp::cuda::detail {
 
-template <GemmEpilogue kEpilogue, class Set>
+// kStreamsWeights: the launch streams its weights (dispatch::streams_weights); only the builtin
+// sets compile that instance.
+template <GemmEpilogue kEpilogue, class Set, bool kStreamsWeights>
 __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
     static_batched_gemm_kernel(const __grid_constant__ KernelParams params) {
   using Launch = LaunchTraits<Set>;
@@ -62,7 +64,7 @@ __global__ void __launch_bounds__(LaunchTraits<Set>::kThreads, 1)
   const int warpgroup = static_cast<int>(threadIdx.x / kThreadsPerWarpgroup);
   if (warpgroup == 0) {
     if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_dec<Launch::kProducerRegisters>();
-    producer_loop<Set, kEpilogue>(params, ring, barriers, queue);
+    producer_loop<Set, kEpilogue, kStreamsWeights>(params, ring, barriers, queue);
   } else {
     if constexpr (Launch::kMovesRegisters) ptx::setmaxnreg_inc<Launch::kConsumerRegisters>();
     const int consumer_wg = warpgroup - 1;
@@ -79,7 +81,7 @@ inline constexpr int kMaxDevices = 64;
 // How many CTAs of this instance fit on `device` at once, queried once per device: the
 // queries and the shared-memory opt-in stay off the per-launch path (and out of graph capture
 // after the first call).
-template <GemmEpilogue kEpilogue, class Set>
+template <GemmEpilogue kEpilogue, class Set, bool kStreamsWeights>
 Status resident_ctas(int device, int* ctas) {
   static std::mutex mutex;
   static int cached[kMaxDevices] = {};
@@ -94,7 +96,7 @@ Status resident_ctas(int device, int* ctas) {
     return Status::ok();
   }
   using Launch = LaunchTraits<Set>;
-  auto* kernel = &static_batched_gemm_kernel<kEpilogue, Set>;
+  auto* kernel = &static_batched_gemm_kernel<kEpilogue, Set, kStreamsWeights>;
   RAMP_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      Launch::kAllocationBytes));
   int sm_count = 0;
@@ -114,7 +116,7 @@ Status resident_ctas(int device, int* ctas) {
   return Status::ok();
 }
 
-template <GemmEpilogue kEpilogue, class Set>
+template <GemmEpilogue kEpilogue, class Set, bool kStreamsWeights>
 Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool after_ramp_kernel,
                   cudaStream_t stream) {
   using Launch = LaunchTraits<Set>;
@@ -123,7 +125,7 @@ Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool afte
   // Persistent grid: as many CTAs as can be resident at once, never more than tiles (the
   // caller launches nothing for 0).
   int resident = 0;
-  RAMP_TRY((resident_ctas<kEpilogue, Set>(device, &resident)));
+  RAMP_TRY((resident_ctas<kEpilogue, Set, kStreamsWeights>(device, &resident)));
   const int ctas = max_total_tiles < resident ? max_total_tiles : resident;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(ctas), 1, 1);
@@ -135,19 +137,32 @@ Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool afte
   overlap.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &overlap;
   config.numAttrs = after_ramp_kernel ? 1 : 0;
-  RAMP_CUDA_TRY(cudaLaunchKernelEx(&config, &static_batched_gemm_kernel<kEpilogue, Set>, params));
+  RAMP_CUDA_TRY(cudaLaunchKernelEx(&config,
+                                   &static_batched_gemm_kernel<kEpilogue, Set, kStreamsWeights>,
+                                   params));
   return Status::ok();
 }
 
-template <class Set>
+// kWithStreaming: also the instances for launches that stream their weights (the builtin
+// sets; catalog entries, which sweeps and profiles time one at a time, compile only the plain
+// ones).
+template <class Set, bool kWithStreaming = false>
 SetLaunchers set_launchers() {
   SetLaunchers launchers;
   launchers.by_epilogue[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
-      &launch_set<GemmEpilogue::kStoreBySlot, Set>;
+      &launch_set<GemmEpilogue::kStoreBySlot, Set, false>;
   launchers.by_epilogue[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
-      &launch_set<GemmEpilogue::kSiluGateUp, Set>;
+      &launch_set<GemmEpilogue::kSiluGateUp, Set, false>;
   launchers.by_epilogue[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
-      &launch_set<GemmEpilogue::kRouterWeighted, Set>;
+      &launch_set<GemmEpilogue::kRouterWeighted, Set, false>;
+  if constexpr (kWithStreaming) {
+    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
+        &launch_set<GemmEpilogue::kStoreBySlot, Set, true>;
+    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
+        &launch_set<GemmEpilogue::kSiluGateUp, Set, true>;
+    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
+        &launch_set<GemmEpilogue::kRouterWeighted, Set, true>;
+  }
   launchers.largest_tile_floats = LaunchTraits<Set>::kLargestTileFloats;
   launchers.split_k = LaunchTraits<Set>::kSplitK;
   return launchers;

@@ -6,6 +6,7 @@
 // order): tiles of 64k rows get them as TMA row boxes from the elected thread instead.
 #pragma once
 
+#include "cuda/ptx/bulk_copy.h"
 #include "cuda/ptx/cp_async.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
@@ -33,27 +34,47 @@ __device__ __forceinline__ int32_t a_row_of(const KernelParams& params, int32_t 
 }
 
 // The tile's weight rows for one k-block, by TMA into the stage's weight part.
-template <int kConfig, GemmEpilogue kEpilogue>
+template <int kConfig, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ __forceinline__ void issue_weight_tile(const KernelParams& params, uint32_t stage_base,
                                                   uint64_t* full, const TaskOfTile& work,
                                                   const TileExtent& extent, int32_t k_begin) {
   using Traits = ConfigTraits<kConfig>;
   const CUtensorMap* map = &params.weight_maps[Traits::kWeightMap];
+  // In a launch that streams its weights (dispatch::streams_weights, a template parameter so
+  // that other launches run code without it), the weight tile of a task with one token block has
+  // one reader: its lines are dead once read, so they are marked to leave L2 first, which keeps
+  // room for what is read again (presumably the intermediate GEMM1 writes for GEMM2 and the slot
+  // rows GEMM2 writes for the combine; not measured). Tiles with more readers keep the default
+  // policy: their later readers (the next tiles in order) must find the lines in L2. Hinting
+  // every weight tile lost up to 21% where tiles have several readers
+  // (bench/results/h100-2026-11-23h-ab-weights-evict-first-all.json).
+  const bool single_reader =
+      kStreamsWeights && work.task.row_count <= Traits::kTokenTile;  // one token block
   if constexpr (kEpilogue == GemmEpilogue::kSiluGateUp) {
     // dims (k, row-in-8, gate/up, 8-row block, expert): feature block f holds intermediate
     // columns [f F/2, (f+1) F/2), i.e. 8-row blocks from f F/16 on.
-    ptx::tma_load_5d(stage_base, map, full, k_begin, 0, 0,
-                     extent.feature_block * (Traits::kFeatureTile / 16), work.task.expert);
+    const int32_t block = extent.feature_block * (Traits::kFeatureTile / 16);
+    if (single_reader) {
+      ptx::tma_load_5d_hinted(stage_base, map, full, k_begin, 0, 0, block, work.task.expert,
+                              ptx::l2_policy_evict_first());
+    } else {
+      ptx::tma_load_5d(stage_base, map, full, k_begin, 0, 0, block, work.task.expert);
+    }
   } else {
-    ptx::tma_load_3d(stage_base, map, full, k_begin, extent.feature_block * Traits::kFeatureTile,
-                     work.task.expert);
+    const int32_t row = extent.feature_block * Traits::kFeatureTile;
+    if (single_reader) {
+      ptx::tma_load_3d_hinted(stage_base, map, full, k_begin, row, work.task.expert,
+                              ptx::l2_policy_evict_first());
+    } else {
+      ptx::tma_load_3d(stage_base, map, full, k_begin, row, work.task.expert);
+    }
   }
 }
 
 // TMA token rows: thread t copies tile row t (and t + 128, ... for taller tiles). Rows past the
 // task's end are not loaded: their MMA rows/columns hold stale values whose outputs are never
 // stored.
-template <int kConfig, GemmEpilogue kEpilogue>
+template <int kConfig, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params, uint8_t* ring,
                                                       const StageBarriers& barriers,
                                                       ProducerCursor& cursor,
@@ -74,8 +95,8 @@ __device__ __forceinline__ void produce_tile_tma_rows(const KernelParams& params
     const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
-                                            k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue, kStreamsWeights>(params, stage_base, full, work,
+                                                             extent, k_block * kKTile);
     }
     if (loads_row) {
       ptx::tma_load_2d(stage_base + Traits::kWeightStageBytes + thread * kRowBytes,
@@ -116,7 +137,7 @@ struct GatheredRows<kRows, true> {
 
 // cp.async token rows: threads 8r'..8r'+7 copy the 8 chunks of a row (coalesced 128-byte row
 // reads); rows step by 16. Completion through cp.async.mbarrier.arrive.noinc.
-template <int kConfig, GemmEpilogue kEpilogue>
+template <int kConfig, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& params,
                                                            uint8_t* ring,
                                                            const StageBarriers& barriers,
@@ -146,8 +167,8 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
     const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
     if (thread == 0) {
       ptx::mbarrier_arrive_expect_tx(full, Traits::kWeightStageBytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
-                                            k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue, kStreamsWeights>(params, stage_base, full, work,
+                                                             extent, k_block * kKTile);
     }
     const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
 #pragma unroll
@@ -174,7 +195,7 @@ __device__ __forceinline__ void produce_tile_cp_async_rows(const KernelParams& p
 // their MMA rows/columns are computed and never stored.
 // Measured on the H100 (ramp sweep, GEMM2 launches): normal 256x128 2x faster than with the
 // 2048 per-stage cp.async of its gather, 128x128 1.2x, 128x256 unchanged (dev/kernel_notes.md).
-template <int kConfig, GemmEpilogue kEpilogue>
+template <int kConfig, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& params, uint8_t* ring,
                                                        const StageBarriers& barriers,
                                                        ProducerCursor& cursor,
@@ -196,8 +217,8 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
     if (elected) {
       const uint32_t stage_base = stage_address<kConfig>(ptx::smem_address(ring), cursor.stage);
       ptx::mbarrier_arrive_expect_tx(full, stage_bytes);
-      issue_weight_tile<kConfig, kEpilogue>(params, stage_base, full, work, extent,
-                                            k_block * kKTile);
+      issue_weight_tile<kConfig, kEpilogue, kStreamsWeights>(params, stage_base, full, work,
+                                                             extent, k_block * kKTile);
       const uint32_t token_base = stage_base + Traits::kWeightStageBytes;
       for (int box = 0; box < boxes; ++box) {
         ptx::tma_load_2d(token_base + static_cast<uint32_t>(box * kRowBoxRows * kRowBytes),
@@ -210,20 +231,23 @@ __device__ __forceinline__ void produce_tile_row_boxes(const KernelParams& param
   }
 }
 
-template <int kConfig, GemmEpilogue kEpilogue>
+template <int kConfig, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ __forceinline__ void produce_tile(const KernelParams& params, uint8_t* ring,
                                              const StageBarriers& barriers,
                                              ProducerCursor& cursor, const TaskOfTile& work) {
   if constexpr (token_rows_by_box(kEpilogue, ConfigTraits<kConfig>::kTokenTile)) {
-    produce_tile_row_boxes<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
+    produce_tile_row_boxes<kConfig, kEpilogue, kStreamsWeights>(params, ring, barriers, cursor,
+                                                                work);
   } else if constexpr (kTokenRowsByTma) {
-    produce_tile_tma_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
+    produce_tile_tma_rows<kConfig, kEpilogue, kStreamsWeights>(params, ring, barriers, cursor,
+                                                               work);
   } else {
-    produce_tile_cp_async_rows<kConfig, kEpilogue>(params, ring, barriers, cursor, work);
+    produce_tile_cp_async_rows<kConfig, kEpilogue, kStreamsWeights>(params, ring, barriers,
+                                                                    cursor, work);
   }
 }
 
-template <class Set, GemmEpilogue kEpilogue>
+template <class Set, GemmEpilogue kEpilogue, bool kStreamsWeights>
 __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
                               const StageBarriers& barriers, const TileQueue& queue) {
   if (threadIdx.x == 0) {
@@ -239,7 +263,8 @@ __device__ void producer_loop(const KernelParams& params, uint8_t* ring,
   while (schedule.next(step)) {
     if (step.restart) cursor.drain<LaunchTraits<Set>::kMaxStages>(barriers);
     dispatch_config<Set>(step.work.task.config, [&](auto config) {
-      produce_tile<decltype(config)::value, kEpilogue>(params, ring, barriers, cursor, step.work);
+      produce_tile<decltype(config)::value, kEpilogue, kStreamsWeights>(params, ring, barriers,
+                                                                        cursor, step.work);
     });
   }
 }

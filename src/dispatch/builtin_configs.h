@@ -66,6 +66,25 @@ RAMP_HOST_DEVICE inline int32_t gemm1_l2_group(int64_t expert_weight_bytes, int6
   return fits && deep ? 1 : 8;
 }
 
+// Whether a launch streams its weights: experts average at most 64 rows (one token block in
+// any builtin config), so nearly every weight tile has one reader and its lines are dead once
+// read. The kernel then marks the weight tiles of one-block tasks evict-first in L2
+// (static_batching_producer.cuh, issue_weight_tile). Decided on the host from the batch size,
+// before the routing is known, so the launch picks the kernel instance: launches that do not
+// stream run code without the hint (its presence alone cost seed004 0.5-1%).
+// Measured on the H100, layer A/B against the code without it
+// (bench/results/h100-2026-11-23h-ab-streaming-weights-kept.json): T = 32 / 128 / 512 / 2048
+// cells 1.006x / 1.020x / 1.014x / 0.997x (deepseek-v2-lite, qwen3-30b-a3b, olmoe-1b-7b at
+// T = 512 uniform 1.035-1.047x; gpt-oss-120b T = 2048 uniform 0.988x), seed004 unchanged. With
+// the hint wherever a task had one block, cells whose experts hold ~128 rows lost 3-5%
+// (mixtral-8x7b T = 512, qwen3-30b-a3b / qwen3-235b-a22b T = 2048).
+// Example: qwen3-30b-a3b T = 512: 512 x 8 = 4096 slots <= 64 x 128 -> streams; T = 2048: 16384
+// slots > 8192 -> does not. mixtral-8x7b T = 512: 1024 slots > 64 x 8 -> does not.
+inline constexpr int32_t kStreamingMaxAverageRows = 64;
+RAMP_HOST_DEVICE inline bool streams_weights(int64_t num_slots, int32_t num_experts) {
+  return num_experts > 0 && num_slots <= int64_t{kStreamingMaxAverageRows} * num_experts;
+}
+
 // Experts with more rows than the largest swapped token tile use the normal orientation.
 inline constexpr int32_t kSwappedMaxRows = 64;
 

@@ -25,6 +25,17 @@ TEST(ConfigSelection, Gemm1L2GroupRule) {
   EXPECT_EQ(gemm1_l2_group(mib, 100, 0), 8);
 }
 
+// The worked examples of streams_weights and its boundary (64 rows per expert on average).
+TEST(ConfigSelection, StreamsWeightsRule) {
+  EXPECT_TRUE(streams_weights(512 * 8, 128));    // qwen3-30b-a3b T=512: 32 rows per expert
+  EXPECT_FALSE(streams_weights(2048 * 8, 128));  // T=2048: 128 rows
+  EXPECT_FALSE(streams_weights(512 * 2, 8));     // mixtral-8x7b T=512: 128 rows
+  EXPECT_TRUE(streams_weights(64 * 10, 10));
+  EXPECT_FALSE(streams_weights(64 * 10 + 1, 10));
+  EXPECT_TRUE(streams_weights(0, 10));
+  EXPECT_FALSE(streams_weights(1, 0));
+}
+
 TEST(ChooseBuiltinConfig, SwappedTileHoldsTheTokensNormalTilesBeyond64) {
   EXPECT_EQ(choose_builtin_config(1, 0, 132), 5);
   EXPECT_EQ(choose_builtin_config(8, 0, 132), 5);

@@ -25,6 +25,30 @@ __device__ __forceinline__ void tma_load_3d(uint32_t smem_dst, const CUtensorMap
       : "memory");
 }
 
+// tma_load_3d / tma_load_5d with an L2 eviction policy (ptx/bulk_copy.h's createpolicy forms)
+// for the lines the copy reads.
+__device__ __forceinline__ void tma_load_3d_hinted(uint32_t smem_dst, const CUtensorMap* map,
+                                                   uint64_t* barrier, int32_t c0, int32_t c1,
+                                                   int32_t c2, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".L2::cache_hint [%0], [%1, {%3, %4, %5}], [%2], %6;" ::"r"(smem_dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_address(barrier)), "r"(c0), "r"(c1), "r"(c2),
+      "l"(policy)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load_5d_hinted(uint32_t smem_dst, const CUtensorMap* map,
+                                                   uint64_t* barrier, int32_t c0, int32_t c1,
+                                                   int32_t c2, int32_t c3, int32_t c4,
+                                                   uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".L2::cache_hint [%0], [%1, {%3, %4, %5, %6, %7}], [%2], %8;" ::"r"(smem_dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_address(barrier)), "r"(c0), "r"(c1), "r"(c2),
+      "r"(c3), "r"(c4), "l"(policy)
+      : "memory");
+}
+
 __device__ __forceinline__ void tma_load_2d(uint32_t smem_dst, const CUtensorMap* map,
                                             uint64_t* barrier, int32_t c0, int32_t c1) {
   asm volatile(
