@@ -143,26 +143,25 @@ Status launch_set(const KernelParams& params, int32_t max_total_tiles, bool afte
   return Status::ok();
 }
 
+// One launcher per epilogue, indexed by GemmEpilogue.
+template <class Set, bool kStreamsWeights>
+void fill_by_epilogue(SetLauncher (&table)[3]) {
+  table[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
+      &launch_set<GemmEpilogue::kStoreBySlot, Set, kStreamsWeights>;
+  table[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
+      &launch_set<GemmEpilogue::kSiluGateUp, Set, kStreamsWeights>;
+  table[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
+      &launch_set<GemmEpilogue::kRouterWeighted, Set, kStreamsWeights>;
+}
+
 // kWithStreaming: also the instances for launches that stream their weights (the builtin
 // sets; catalog entries, which sweeps and profiles time one at a time, compile only the plain
 // ones).
 template <class Set, bool kWithStreaming = false>
 SetLaunchers set_launchers() {
   SetLaunchers launchers;
-  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
-      &launch_set<GemmEpilogue::kStoreBySlot, Set, false>;
-  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
-      &launch_set<GemmEpilogue::kSiluGateUp, Set, false>;
-  launchers.by_epilogue[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
-      &launch_set<GemmEpilogue::kRouterWeighted, Set, false>;
-  if constexpr (kWithStreaming) {
-    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kStoreBySlot)] =
-        &launch_set<GemmEpilogue::kStoreBySlot, Set, true>;
-    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kSiluGateUp)] =
-        &launch_set<GemmEpilogue::kSiluGateUp, Set, true>;
-    launchers.streaming_by_epilogue[static_cast<int>(GemmEpilogue::kRouterWeighted)] =
-        &launch_set<GemmEpilogue::kRouterWeighted, Set, true>;
-  }
+  fill_by_epilogue<Set, false>(launchers.by_epilogue);
+  if constexpr (kWithStreaming) fill_by_epilogue<Set, true>(launchers.streaming_by_epilogue);
   launchers.largest_tile_floats = LaunchTraits<Set>::kLargestTileFloats;
   launchers.split_k = LaunchTraits<Set>::kSplitK;
   return launchers;

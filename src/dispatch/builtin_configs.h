@@ -66,9 +66,9 @@ RAMP_HOST_DEVICE inline int32_t gemm1_l2_group(int64_t expert_weight_bytes, int6
   return fits && deep ? 1 : 8;
 }
 
-// Whether a launch streams its weights: experts average at most 64 rows (one token block in
-// any builtin config), so nearly every weight tile has one reader and its lines are dead once
-// read. The kernel then marks the weight tiles of one-block tasks evict-first in L2
+// Whether a launch streams its weights: experts average at most 64 rows (an expert of 64 rows
+// fits one token block of the config choose_builtin_config gives it), so nearly every weight
+// tile has one reader and its lines are dead once read. The kernel then marks the weight tiles of one-block tasks evict-first in L2
 // (static_batching_producer.cuh, issue_weight_tile). Decided on the host from the batch size,
 // before the routing is known, so the launch picks the kernel instance: launches that do not
 // stream run code without the hint (its presence alone cost seed004 0.5-1%).
