@@ -27,8 +27,9 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
       hidden_states [T, H] bf16 (row stride may exceed H), w1 [E, 2I, H] bf16 (gate rows then
       up rows: vLLM's w13), w2 [E, H, I] bf16, topk_weights [T, k] float32, topk_ids [T, k] int32.
 
-    Any DLPack array works (torch, NumPy, CuPy, JAX). NumPy has no bfloat16: pass uint16 arrays of
-    bf16 bit patterns (see bf16_bits). The arrays' memory picks the backend: CPU memory runs the
+    Any DLPack array works as input (torch, NumPy, CuPy, JAX). NumPy has no bfloat16: pass uint16
+    arrays of bf16 bit patterns (see bf16_bits). ``out`` and ``workspace`` are written, so they
+    must be writable: a JAX array there raises ValueError (JAX arrays are immutable). The arrays' memory picks the backend: CPU memory runs the
     CPU backend (synchronous), CUDA memory the CUDA backend, asynchronously on ``stream`` (torch:
     default torch.cuda.current_stream()). ``backend`` ("auto", "cpu", "cuda") only asserts which.
 
@@ -55,6 +56,10 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
                          f"{'CUDA' if on_cuda else 'CPU'} memory; move the arrays or use "
                          f"backend='auto'")
 
+    for name, array in (("out", out), ("workspace", workspace)):
+        if array is not None and _is_jax_array(array):
+            raise ValueError(_JAX_WRITE_MESSAGE.format(name=name))
+
     torch = _torch_module_of(hidden_states)
     if torch is not None:
         hidden_states, w1, w2, topk_weights, topk_ids = (
@@ -71,8 +76,11 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
     elif out is None:
         numpy = sys.modules.get("numpy")
         if numpy is None or not isinstance(hidden_states, numpy.ndarray):
+            hint = (" (JAX arrays are immutable: NumPy uint16 bits on CPU, CuPy or torch on "
+                    "CUDA)" if _is_jax_array(hidden_states) else "")
             raise ValueError("out= is required for arrays other than torch tensors and NumPy "
-                             "arrays: pass a [T, H] bf16 array on hidden_states' device")
+                             "arrays: pass a writable [T, H] bf16 array on hidden_states' "
+                             "device" + hint)
         out = numpy.empty(hidden_states.shape, dtype=hidden_states.dtype)
     if not on_cuda and workspace is None:
         workspace = _cpu_workspace(torch, hidden_states, w1, topk_ids)
@@ -115,6 +123,18 @@ def _dlpack_device(array, name):
     except AttributeError:
         raise TypeError(f"{name} ({type(array).__name__}) is not a DLPack array") from None
     return int(device_type), int(device_id)
+
+
+# JAX arrays are immutable, and JAX's DLPack capsules carry no read-only flag, so a JAX `out`
+# would be overwritten in place behind JAX's back (a buffer JAX may share or have cached).
+_JAX_WRITE_MESSAGE = (
+    "{name} is a JAX array; JAX arrays are immutable and ramp_moe writes {name} in place: pass "
+    "a writable array (NumPy on CPU, CuPy or torch on CUDA) and convert the result with "
+    "jax.numpy.from_dlpack")
+
+
+def _is_jax_array(array):
+    return type(array).__module__.split(".")[0] in ("jax", "jaxlib")
 
 
 def _torch_module_of(array):
