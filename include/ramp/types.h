@@ -35,7 +35,7 @@ struct MoeLayerArgs {
   const bf16* w2 = nullptr;          // [E, H, I]
   const int32_t* topk_ids = nullptr; // [T, k], each in [0, E)
   const float* topk_weights = nullptr;  // [T, k], finite
-  bf16* out = nullptr;               // [T, H]
+  bf16* out = nullptr;               // [T, H]; shares no byte with the inputs (no in-place)
   int64_t out_row_stride = 0;
 };
 

@@ -50,6 +50,19 @@ def test_bitwise_deterministic_across_runs_and_threads():
         np.testing.assert_array_equal(ramp_moe.fused_moe(**p, num_threads=threads), first)
 
 
+def test_out_sharing_memory_with_an_input_raises():
+    p = make_problem(8, 2, 64, 64, 6, seed=8)
+    before = p["hidden_states"].copy()
+    with pytest.raises(ValueError, match=r"^invalid argument: out overlaps hidden: .*\(no in-place\)$"):
+        ramp_moe.fused_moe(**p, out=p["hidden_states"])
+    np.testing.assert_array_equal(p["hidden_states"], before)
+    # Interleaved views of one buffer share no byte: hidden = buf[:, :H], out = buf[:, H:].
+    both = np.zeros((6, 128), dtype=np.uint16)
+    both[:, :64] = p["hidden_states"]
+    result = ramp_moe.fused_moe(**dict(p, hidden_states=both[:, :64]), out=both[:, 64:])
+    np.testing.assert_array_equal(result, ramp_moe.fused_moe(**p))
+
+
 def test_zero_tokens_is_valid():
     p = make_problem(4, 2, 64, 64, 0, seed=4)
     assert ramp_moe.fused_moe(**p).shape == (0, 64)

@@ -1,7 +1,9 @@
 #include "core/validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <limits>
 #include <string>
 
@@ -100,7 +102,114 @@ std::string weight_message(int32_t slot, int32_t top_k, const float* weights) {
   return message + " is not finite";
 }
 
+int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a / b - ((a % b != 0) && (a < 0) ? 1 : 0);
+}
+
+MemoryRows contiguous_bytes(const void* begin, int64_t bytes) {
+  return {reinterpret_cast<uintptr_t>(begin), 1, bytes, bytes};
+}
+
+template <class T>
+MemoryRows contiguous(const T* begin, int64_t elements) {
+  return contiguous_bytes(begin, elements * static_cast<int64_t>(sizeof(T)));
+}
+
+MemoryRows bf16_rows(const bf16* begin, int64_t rows, int64_t row_elements,
+                     int64_t stride_elements) {
+  constexpr int64_t kBytes = sizeof(bf16);
+  return {reinterpret_cast<uintptr_t>(begin), rows, row_elements * kBytes,
+          stride_elements * kBytes};
+}
+
+// A null workspace covers nothing.
+MemoryRows workspace_memory(const void* workspace, size_t workspace_bytes) {
+  return workspace != nullptr ? contiguous_bytes(workspace, static_cast<int64_t>(workspace_bytes))
+                              : MemoryRows{};
+}
+
+struct NamedMemory {
+  const char* name;
+  MemoryRows rows;
+};
+
+// The first of `others` that `written` overlaps, as a Status naming both.
+Status check_disjoint(const NamedMemory& written, std::initializer_list<NamedMemory> others) {
+  for (const NamedMemory& other : others) {
+    if (memory_rows_overlap(written.rows, other.rows)) {
+      return {ErrorCode::kInvalidArgument,
+              std::string(written.name) + " overlaps " + other.name + ": memory a call writes " +
+                  "must not share bytes with its inputs or its other outputs (no in-place)"};
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+bool memory_rows_overlap(const MemoryRows& a, const MemoryRows& b) {
+  if (a.rows <= 0 || b.rows <= 0 || a.row_bytes <= 0 || b.row_bytes <= 0) return false;
+  if ((a.rows > 1 && a.stride < a.row_bytes) || (b.rows > 1 && b.stride < b.row_bytes)) {
+    return true;  // not the strided rows this describes: say overlap rather than guess
+  }
+  // Offsets from a's start (user-space addresses are below 2^63).
+  const int64_t b_begin = static_cast<int64_t>(b.begin) - static_cast<int64_t>(a.begin);
+  const int64_t a_end = (a.rows - 1) * a.stride + a.row_bytes;
+  const int64_t b_end = b_begin + (b.rows - 1) * b.stride + b.row_bytes;
+  if (b_end <= 0 || b_begin >= a_end) return false;  // the spans do not meet
+  // Walk the array with fewer rows; for each of its rows, the other's rows that could meet it
+  // lie in [first, last].
+  const bool walk_a = a.rows <= b.rows;
+  const MemoryRows& walked = walk_a ? a : b;
+  const MemoryRows& other = walk_a ? b : a;
+  const int64_t walked_begin = walk_a ? 0 : b_begin;
+  const int64_t other_begin = walk_a ? b_begin : 0;
+  for (int64_t r = 0; r < walked.rows; ++r) {
+    const int64_t lo = walked_begin + r * walked.stride;  // [lo, lo + row_bytes)
+    if (other.rows == 1) {
+      if (other_begin < lo + walked.row_bytes && lo < other_begin + other.row_bytes) return true;
+      continue;
+    }
+    // other's row t meets [lo, hi) iff other_begin + t*stride < hi and
+    // other_begin + t*stride + row_bytes > lo.
+    const int64_t first = floor_div(lo - other.row_bytes - other_begin, other.stride) + 1;
+    const int64_t last = floor_div(lo + walked.row_bytes - 1 - other_begin, other.stride);
+    if (std::max<int64_t>(first, 0) <= std::min<int64_t>(last, other.rows - 1)) return true;
+  }
+  return false;
+}
+
+Status validate_layer_memory(const MoeShape& shape, const MoeLayerArgs& args,
+                             const void* workspace, size_t workspace_bytes) {
+  if (args.num_tokens == 0) return Status::ok();
+  const LayerRowStrides strides = layer_row_strides(shape, args);
+  const int64_t num_slots = int64_t{args.num_tokens} * shape.top_k;
+  const int64_t expert_elements = int64_t{shape.hidden} * shape.intermediate;
+  const NamedMemory hidden{"hidden", bf16_rows(args.hidden, args.num_tokens, shape.hidden,
+                                               strides.hidden)};
+  const NamedMemory w13{"w13", contiguous(args.w13, 2 * expert_elements * shape.num_experts)};
+  const NamedMemory w2{"w2", contiguous(args.w2, expert_elements * shape.num_experts)};
+  const NamedMemory ids{"topk_ids", contiguous(args.topk_ids, num_slots)};
+  const NamedMemory weights{"topk_weights", contiguous(args.topk_weights, num_slots)};
+  const NamedMemory out{"out", bf16_rows(args.out, args.num_tokens, shape.hidden, strides.out)};
+  const NamedMemory scratch{"workspace", workspace_memory(workspace, workspace_bytes)};
+  RAMP_TRY(check_disjoint(out, {hidden, w13, w2, ids, weights, scratch}));
+  return check_disjoint(scratch, {hidden, w13, w2, ids, weights});
+}
+
+Status validate_grouped_gemm_memory(const GroupedGemmArgs& args, const void* workspace,
+                                    size_t workspace_bytes) {
+  if (args.num_tokens == 0) return Status::ok();
+  const int64_t num_slots = int64_t{args.num_tokens} * args.top_k;
+  const NamedMemory x{"x", bf16_rows(args.x, args.num_tokens, args.in_features, args.in_features)};
+  const NamedMemory w{"w", contiguous(args.w, int64_t{args.num_experts} * args.out_features *
+                                                 args.in_features)};
+  const NamedMemory ids{"topk_ids", contiguous(args.topk_ids, num_slots)};
+  const NamedMemory y{"y", bf16_rows(args.y, num_slots, args.out_features, args.out_features)};
+  const NamedMemory scratch{"workspace", workspace_memory(workspace, workspace_bytes)};
+  RAMP_TRY(check_disjoint(y, {x, w, ids, scratch}));
+  return check_disjoint(scratch, {x, w, ids});
+}
 
 Status validate_shape(const MoeShape& shape) {
   RAMP_TRY(check_experts_and_top_k(shape.num_experts, shape.top_k));

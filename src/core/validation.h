@@ -24,6 +24,32 @@ Status validate_shape(const MoeShape& shape);
 // T >= 0; pointers non-null when T > 0 (weights always); strides >= H; 16-byte alignment.
 Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args);
 
+// Memory a call writes shares no byte with memory it reads, nor with other memory it writes:
+// out (y) against every input and the workspace, the workspace against every input. The
+// kernels read inputs while other CTAs already write out, so an overlap gives wrong results
+// (and in-place, out == hidden, is not part of the contract). Views of one buffer whose rows
+// interleave without sharing a byte are fine: hidden = buf[:, :H] and out = buf[:, H:] of a
+// [T, 2H] buffer. Call after validate_layer_args (shapes, strides and pointers valid);
+// workspace_bytes is the part the call uses; a null workspace is skipped. T = 0 passes.
+Status validate_layer_memory(const MoeShape& shape, const MoeLayerArgs& args,
+                             const void* workspace, size_t workspace_bytes);
+Status validate_grouped_gemm_memory(const GroupedGemmArgs& args, const void* workspace,
+                                    size_t workspace_bytes);
+
+// `rows` byte ranges [begin + r * stride, begin + r * stride + row_bytes), r = 0 .. rows - 1:
+// a strided 2D array, or a contiguous one as 1 row. stride >= row_bytes > 0 when rows > 1.
+struct MemoryRows {
+  uintptr_t begin = 0;
+  int64_t rows = 0;
+  int64_t row_bytes = 0;
+  int64_t stride = 0;
+};
+// Whether some byte lies in both. Exact for any strides; O(min(rows)) when the two spans overlap.
+// Example: a [4, 64] bf16 view with stride 128 elements (row_bytes 128, stride 256) and the
+// same view shifted by 64 elements (begin + 128) interleave: no overlap; shifted by 32 elements
+// (begin + 64): rows share bytes.
+bool memory_rows_overlap(const MemoryRows& a, const MemoryRows& b);
+
 // The row strides (elements) a layer call uses: the given ones, H where 0 asks for contiguous rows.
 struct LayerRowStrides {
   int64_t hidden;

@@ -270,6 +270,7 @@ size_t moe_layer_workspace_bytes(const MoeShape& shape, int32_t num_tokens) {
 
 Status run_grouped_gemm(const Plan& plan, const GroupedGemmArgs& args, Executor& executor) {
   RAMP_TRY(validate_grouped_gemm_args(args));
+  RAMP_TRY(validate_grouped_gemm_memory(args, nullptr, 0));
   RAMP_TRY(validate_routing_values(args.topk_ids, nullptr, args.num_tokens, args.top_k,
                                    args.num_experts));
   if (plan.num_gemms() != 1) {
@@ -314,6 +315,8 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
   RAMP_TRY(validate_layer_args(shape, args));
   RAMP_TRY(check_workspace(workspace, workspace_bytes,
                            moe_layer_workspace_bytes(shape, args.num_tokens)));
+  RAMP_TRY(validate_layer_memory(shape, args, workspace,
+                                 moe_layer_workspace_bytes(shape, args.num_tokens)));
   RAMP_TRY(validate_routing_values(args.topk_ids, args.topk_weights, args.num_tokens,
                                    shape.top_k, shape.num_experts));
   if (plan.num_gemms() != 2) {

@@ -308,6 +308,7 @@ Status grouped_gemm(const GroupedGemmArgs& args, void* workspace, size_t workspa
   const int32_t num_slots = args.num_tokens * args.top_k;
   const WorkspaceLayout layout = grouped_gemm_layout(args.num_experts, num_slots);
   RAMP_TRY(check_workspace(workspace, workspace_bytes, layout.bytes));
+  RAMP_TRY(validate_grouped_gemm_memory(args, workspace, layout.bytes));
   int32_t num_sms = 0;
   RAMP_TRY(resolve_sm_count(options, &num_sms));
 
@@ -352,6 +353,7 @@ Status moe_layer(const MoeShape& shape, const MoeLayerArgs& args, void* workspac
   const int32_t num_slots = args.num_tokens * shape.top_k;
   const WorkspaceLayout layout = layer_layout(shape, num_slots);
   RAMP_TRY(check_workspace(workspace, workspace_bytes, layout.bytes));
+  RAMP_TRY(validate_layer_memory(shape, args, workspace, layout.bytes));
   int32_t num_sms = 0;
   RAMP_TRY(resolve_sm_count(options, &num_sms));
 

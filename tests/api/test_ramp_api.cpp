@@ -160,6 +160,38 @@ TEST(RampApi, CpuWorkspaceNullMisalignedOrShortIsRejectedBeforeWriting) {
       << "a rejected call wrote into the short workspace";
 }
 
+// In place (out == hidden) and out inside the workspace: an error before anything is written,
+// on the one-call path and on plan/run alike.
+TEST(RampApi, OverlappingOutIsRejectedBeforeWriting) {
+  LayerData data(kShape, 6, 5);
+  const std::vector<bf16> hidden_before = data.hidden;
+  MoeLayerArgs in_place = data.args();
+  in_place.out = data.hidden.data();
+  HostWorkspace workspace(fused_moe_workspace_bytes(kShape, data.num_tokens, Backend::kCpu));
+  Status status =
+      fused_moe(kShape, in_place, Backend::kCpu, workspace.data(), workspace.bytes());
+  EXPECT_EQ(status.to_string(),
+            "invalid argument: out overlaps hidden: memory a call writes must not share bytes "
+            "with its inputs or its other outputs (no in-place)");
+  MoeLayer layer(kShape, Backend::kCpu);
+  ASSERT_TRUE(layer.plan(data.ids.data(), data.num_tokens).is_ok());
+  EXPECT_EQ(layer.run(in_place, workspace.data(), workspace.bytes()).code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(std::memcmp(data.hidden.data(), hidden_before.data(),
+                        hidden_before.size() * sizeof(bf16)),
+            0);
+
+  MoeLayerArgs into_workspace = data.args();
+  into_workspace.out = static_cast<bf16*>(workspace.data());
+  status = layer.run(into_workspace, workspace.data(), workspace.bytes());
+  EXPECT_EQ(status.message().substr(0, 22), "out overlaps workspace");
+  const auto* scratch = static_cast<const unsigned char*>(workspace.data());
+  EXPECT_EQ(std::count(scratch, scratch + workspace.bytes(), 0xff),
+            static_cast<ptrdiff_t>(workspace.bytes()))
+      << "a rejected call wrote into the workspace";
+  for (const bf16& v : data.out) EXPECT_TRUE(std::isnan(v.to_float()));  // never written
+}
+
 TEST(RampApi, RunMustFollowAMatchingPlan) {
   LayerData data(kShape, 20, 3);
   MoeLayer layer(kShape, Backend::kCpu);

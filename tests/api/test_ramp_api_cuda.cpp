@@ -150,6 +150,24 @@ TEST_F(RampApiCuda, WorkspaceErrorsAreReturnedBeforeAnyLaunch) {
   EXPECT_NE(small.message().find("is smaller than the"), std::string::npos) << small.message();
 }
 
+TEST_F(RampApiCuda, OverlappingOutIsReturnedBeforeAnyLaunch) {
+  LayerData data(kShape, 6, 5);
+  DeviceLayer device(data);
+  MoeLayer layer(kShape, Backend::kCuda);
+  ASSERT_TRUE(layer.plan(device.args.topk_ids, data.num_tokens).is_ok());
+  const size_t bytes = layer.workspace_bytes(data.num_tokens);
+  DeviceBuffer workspace(bytes);
+  MoeLayerArgs args = device.args;
+  args.out = device.hidden.as<bf16>();  // in place
+  EXPECT_EQ(layer.run(args, workspace.as(), bytes, stream_).to_string(),
+            "invalid argument: out overlaps hidden: memory a call writes must not share bytes "
+            "with its inputs or its other outputs (no in-place)");
+  args.out = workspace.as<bf16>();
+  EXPECT_EQ(layer.run(args, workspace.as(), bytes, stream_).message().substr(0, 22),
+            "out overlaps workspace");
+  EXPECT_EQ(cudaStreamQuery(stream_), cudaSuccess);  // nothing was launched
+}
+
 TEST_F(RampApiCuda, ZeroTokensLaunchesNothing) {
   MoeLayer layer(kShape, Backend::kCuda);
   LayerData data(kShape, 0, 6);

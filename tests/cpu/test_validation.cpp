@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "core/validation.h"
@@ -164,6 +165,126 @@ TEST(ValidateGroupedGemmArgs, ChecksTheTilingContract) {
   bad = args;
   bad.y = nullptr;
   EXPECT_EQ(validate_grouped_gemm_args(bad).message(), "y is null");
+}
+
+// Which bytes a MemoryRows covers, one by one: what memory_rows_overlap must agree with.
+std::vector<bool> covered_bytes(const MemoryRows& rows, size_t size) {
+  std::vector<bool> bytes(size, false);
+  for (int64_t r = 0; r < rows.rows; ++r) {
+    for (int64_t b = 0; b < rows.row_bytes; ++b) {
+      bytes.at(rows.begin + r * rows.stride + b) = true;
+    }
+  }
+  return bytes;
+}
+
+TEST(MemoryRowsOverlap, WorkedExamples) {
+  // The header's example: a [4, 64] bf16 view with a stride of 128 elements.
+  const MemoryRows view{4096, 4, 128, 256};
+  EXPECT_FALSE(memory_rows_overlap(view, {4096 + 128, 4, 128, 256}));  // the other half of each row
+  EXPECT_TRUE(memory_rows_overlap(view, {4096 + 64, 4, 128, 256}));
+  EXPECT_TRUE(memory_rows_overlap(view, view));
+  // Touching is not overlapping: contiguous [0, 100) and [100, 200).
+  EXPECT_FALSE(memory_rows_overlap({0, 1, 100, 100}, {100, 1, 100, 100}));
+  EXPECT_TRUE(memory_rows_overlap({0, 1, 101, 101}, {100, 1, 100, 100}));
+  // One byte in a gap of the strided view, and one byte in its last row.
+  EXPECT_FALSE(memory_rows_overlap(view, {4096 + 3 * 256 + 200, 1, 1, 1}));
+  EXPECT_TRUE(memory_rows_overlap(view, {4096 + 3 * 256 + 127, 1, 1, 1}));
+  EXPECT_FALSE(memory_rows_overlap(view, {4096 + 3 * 256 + 128, 1, 1, 1}));  // past the end
+  // Empty arrays overlap nothing.
+  EXPECT_FALSE(memory_rows_overlap(view, {4096, 0, 128, 256}));
+  EXPECT_FALSE(memory_rows_overlap({4096, 1, 0, 0}, view));
+}
+
+TEST(MemoryRowsOverlap, AgreesWithByteSetsOnRandomLayouts) {
+  std::mt19937 rng(7);
+  auto draw = [&](int64_t most) { return std::uniform_int_distribution<int64_t>(1, most)(rng); };
+  int overlapping = 0, disjoint = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    MemoryRows rows[2];
+    for (MemoryRows& r : rows) {
+      r.rows = draw(6);
+      r.row_bytes = draw(24);
+      r.stride = r.rows > 1 ? r.row_bytes + draw(40) - 1 : r.row_bytes;
+      r.begin = static_cast<uintptr_t>(draw(200));
+    }
+    const size_t size = 200 + 6 * 64 + 64;
+    const std::vector<bool> a = covered_bytes(rows[0], size), b = covered_bytes(rows[1], size);
+    bool shared = false;
+    for (size_t i = 0; i < size; ++i) shared = shared || (a[i] && b[i]);
+    ASSERT_EQ(memory_rows_overlap(rows[0], rows[1]), shared) << "trial " << trial;
+    ASSERT_EQ(memory_rows_overlap(rows[1], rows[0]), shared) << "trial " << trial;
+    (shared ? overlapping : disjoint) += 1;
+  }
+  EXPECT_GT(overlapping, 500);  // both answers are exercised
+  EXPECT_GT(disjoint, 500);
+}
+
+TEST(ValidateLayerMemory, NamesWhatOutOrTheWorkspaceOverlaps) {
+  LayerFixture f;
+  std::vector<bf16> workspace(4096);
+  const size_t workspace_bytes = workspace.size() * sizeof(bf16);
+  EXPECT_TRUE(validate_layer_memory(f.shape, f.args(), workspace.data(), workspace_bytes).is_ok());
+
+  MoeLayerArgs args = f.args();
+  args.out = f.hidden.data();  // in place
+  Status status = validate_layer_memory(f.shape, args, workspace.data(), workspace_bytes);
+  EXPECT_EQ(status.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "out overlaps hidden: memory a call writes must not share bytes with its inputs or "
+            "its other outputs (no in-place)");
+  // w13 followed by room for out, in one allocation.
+  const size_t w13_elements = f.w13.size();
+  std::vector<bf16> w13_then_out(w13_elements + 3 * 128);
+  args.w13 = w13_then_out.data();
+  args.out = w13_then_out.data() + w13_elements - 128;  // out's first row is w13's last 128
+  EXPECT_EQ(validate_layer_memory(f.shape, args, nullptr, 0).message().substr(0, 17),
+            "out overlaps w13:");
+  args.out = w13_then_out.data() + w13_elements;  // starts right after w13
+  EXPECT_TRUE(validate_layer_memory(f.shape, args, nullptr, 0).is_ok());
+  args = f.args();
+  args.out = workspace.data() + 256;
+  EXPECT_EQ(validate_layer_memory(f.shape, args, workspace.data(), workspace_bytes)
+                .message()
+                .substr(0, 22),
+            "out overlaps workspace");
+  // Only the bytes the call uses count: out right after them is fine.
+  EXPECT_TRUE(validate_layer_memory(f.shape, args, workspace.data(), 512).is_ok());
+
+  args = f.args();
+  EXPECT_EQ(validate_layer_memory(f.shape, args, f.w2.data() + 64, 256).message().substr(0, 22),
+            "workspace overlaps w2:");
+  EXPECT_EQ(validate_layer_memory(f.shape, args, f.ids.data(), 64).message().substr(0, 28),
+            "workspace overlaps topk_ids:");
+
+  // hidden = buf[:, :H] and out = buf[:, H:] of one [T, 2H] buffer share no byte.
+  std::vector<bf16> both(3 * 256);
+  args.hidden = both.data();
+  args.hidden_row_stride = 256;
+  args.out = both.data() + 128;
+  args.out_row_stride = 256;
+  EXPECT_TRUE(validate_layer_memory(f.shape, args, workspace.data(), workspace_bytes).is_ok());
+  args.out = both.data() + 64;  // half of each out row is hidden's
+  EXPECT_EQ(validate_layer_memory(f.shape, args, nullptr, 0).message().substr(0, 20),
+            "out overlaps hidden:");
+
+  args = f.args();
+  args.num_tokens = 0;
+  args.out = f.hidden.data();  // nothing is written at T = 0
+  EXPECT_TRUE(validate_layer_memory(f.shape, args, nullptr, 0).is_ok());
+}
+
+TEST(ValidateGroupedGemmMemory, YMustNotOverlapTheInputs) {
+  std::vector<bf16> x(4 * 128), w(2 * 64 * 128), y(8 * 64);
+  std::vector<int32_t> ids = {0, 1, 1, 0, 0, 1, 1, 0};
+  GroupedGemmArgs args{4, 2, 2, 64, 128, x.data(), w.data(), ids.data(), y.data()};
+  EXPECT_TRUE(validate_grouped_gemm_memory(args, nullptr, 0).is_ok());
+  args.y = x.data();
+  EXPECT_EQ(validate_grouped_gemm_memory(args, nullptr, 0).message().substr(0, 14),
+            "y overlaps x: ");
+  args.y = y.data();
+  EXPECT_EQ(validate_grouped_gemm_memory(args, y.data() + 8, 64).message().substr(0, 22),
+            "y overlaps workspace: ");
 }
 
 TEST(StatusText, CarriesTheCodeName) {
