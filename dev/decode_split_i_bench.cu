@@ -239,7 +239,7 @@ __global__ void read_all(const int4* data, size_t count, int* sink) {
 
 // w2 as [E * H rows, I columns] with a {F, 256} box, no swizzle (2F-byte rows in shared memory).
 bool encode_w2_columns(CUtensorMap* map, const void* w2, int experts, int hidden, int inter,
-                       int features) {
+                       int features, int promotion) {
   const ptx::EncodeTiledFn encode = ptx::encode_tiled_entry_point();
   if (encode == nullptr) return false;
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inter),
@@ -249,7 +249,11 @@ bool encode_w2_columns(CUtensorMap* map, const void* w2, int experts, int hidden
   const cuuint32_t element_strides[2] = {1, 1};
   return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(w2), dims, strides,
                 box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+                promotion == 256   ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
+                : promotion == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                : promotion == 64  ? CU_TENSOR_MAP_L2_PROMOTION_L2_64B
+                                   : CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 struct Model {
@@ -258,7 +262,7 @@ struct Model {
 };
 
 struct Case {
-  int parts, features, stages, interleaved, hold;
+  int parts, features, stages, interleaved, hold, promotion = 0;  // w2 columns' L2 promotion
 };
 
 }  // namespace
@@ -297,6 +301,10 @@ int main() {
       {kW13Rows | kW2Columns, 8, 4, 1, 0},      // 16-byte columns, twice the units
       {kW13Rows | kW2Columns, 32, 4, 1, 0},     // 64-byte columns, half the units
       {kW13Rows | kW2Columns, 16, 4, 1, 600},   // a consumer that holds each stage ~0.35 us
+      // The L2 fetches more than each 32-byte piece: the neighbouring units' columns of the same
+      // w2 rows, which other SMs ask for at about the same time.
+      {kW13Rows | kW2Columns, 16, 4, 1, 0, 128}, {kW13Rows | kW2Columns, 16, 4, 1, 0, 256},
+      {kW13Rows | kW2Columns, 16, 4, 0, 0, 256},
   };
   for (const Model& m : models) {
     const size_t w13_bytes = size_t{2} * m.experts * 2 * m.inter * m.hidden;
@@ -330,7 +338,8 @@ int main() {
       p.stages = c.stages;
       p.interleaved = c.interleaved;
       p.hold_cycles = c.hold;
-      if (!encode_w2_columns(&p.w2_columns, w2, m.experts, m.hidden, m.inter, c.features)) {
+      if (!encode_w2_columns(&p.w2_columns, w2, m.experts, m.hidden, m.inter, c.features,
+                             c.promotion)) {
         std::printf("w2 column tensor map rejected (F = %d)\n", c.features);
         continue;
       }
@@ -369,10 +378,11 @@ int main() {
           (c.parts & (kW2Columns | kW2Slabs)) ? w2_bytes / double(m.experts) * m.active : 0;
       const double unique = w13_unique + w2_unique;
       const float ms = times[times.size() / 2];
-      std::printf("parts %d F %2d stages %d %-11s hold %4d: %4d units x %d stages  median %6.2f us"
-                  "  best %6.2f us  %5.1f MB  %.3f TB/s  (%.2f of the ceiling)\n",
+      std::printf("parts %d F %2d stages %d %-11s hold %4d L2 promotion %3d: %4d units x %d "
+                  "stages  median %6.2f us  best %6.2f us  %5.1f MB  %.3f TB/s  (%.2f of the "
+                  "ceiling)\n",
                   c.parts, c.features, c.stages, c.interleaved ? "interleaved" : "contiguous",
-                  c.hold, units, plan.total(), ms * 1e3, times[0] * 1e3, unique / 1e6,
+                  c.hold, c.promotion, units, plan.total(), ms * 1e3, times[0] * 1e3, unique / 1e6,
                   unique / (ms * 1e-3) / 1e12, unique / (ms * 1e-3) / ceiling);
       for (cudaGraphExec_t g : graphs) DEV_CUDA_CHECK(cudaGraphExecDestroy(g));
       DEV_CUDA_CHECK(cudaStreamDestroy(stream));
