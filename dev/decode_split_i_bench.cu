@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "dev_cuda_check.h"
+#include "dev_read_ceiling.h"
 #include "dev_timing.h"
 #include "cuda/ptx/bulk_copy.h"
 #include "cuda/ptx/mbarrier.h"
@@ -227,16 +228,6 @@ __global__ void __launch_bounds__(256) combine_partials(const float* partials, i
   }
 }
 
-__global__ void read_all(const int4* data, size_t count, int* sink) {
-  int acc = 0;
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < count;
-       i += size_t{gridDim.x} * blockDim.x) {
-    const int4 v = __ldcs(data + i);
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678) *sink = acc;
-}
-
 // w2 as [E * H rows, I columns] with a {F, 256} box, no swizzle (2F-byte rows in shared memory).
 bool encode_w2_columns(CUtensorMap* map, const void* w2, int experts, int hidden, int inter,
                        int features, int promotion) {
@@ -279,7 +270,7 @@ int main() {
   DEV_CUDA_CHECK(cudaMalloc(&read_buffer, read_bytes));
   DEV_CUDA_CHECK(cudaMemset(read_buffer, 0x3c, read_bytes));
   const float read_ms = dev::sorted_event_times_ms(2, 9, [&] {
-    read_all<<<num_sms * 4, 512>>>(static_cast<const int4*>(read_buffer), read_bytes / 16, sink);
+    dev::read_all<<<num_sms * 4, 512>>>(static_cast<const int4*>(read_buffer), read_bytes / 16, sink);
   })[4];
   const double ceiling = read_bytes / (read_ms * 1e-3);
   DEV_CUDA_CHECK(cudaFree(read_buffer));

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "dev_cuda_check.h"
+#include "dev_read_ceiling.h"
 #include "cuda/ptx/mbarrier.h"
 #include "cuda/ptx/tma.h"
 #include "dev_cluster_ptx.h"
@@ -173,16 +174,6 @@ __global__ void measure_atomic_latency(int* word, int* turn, long long* cycles_o
   atomicAdd(turn, 1);
 }
 
-__global__ void read_all(const int4* data, size_t count, int* sink) {
-  int acc = 0;
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < count;
-       i += size_t{gridDim.x} * blockDim.x) {
-    const int4 v = __ldcs(data + i);
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678) *sink = acc;
-}
-
 template <class F>
 float median_ms(F&& launch, int reps) {
   return dev::sorted_event_times_ms(1, reps, launch)[reps / 2];
@@ -231,7 +222,7 @@ int main() {
 
   const float read_ms = median_ms(
       [&] {
-        read_all<<<num_sms * 4, 512>>>(static_cast<const int4*>(buffer), kBufferBytes / 16, counters);
+        dev::read_all<<<num_sms * 4, 512>>>(static_cast<const int4*>(buffer), kBufferBytes / 16, counters);
       },
       reps);
   std::printf("%-30s %8.3f ms %6.3f TB/s\n", "16-byte loads (ld.cs)", read_ms,

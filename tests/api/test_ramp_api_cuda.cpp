@@ -137,7 +137,8 @@ TEST_F(RampApiCuda, BadIdIsReportedByCheckRoutingWithTheHostMessage) {
   EXPECT_EQ(routing.to_string(), "invalid argument: topk_ids[3][1] = 70 is outside [0, 8)");
 }
 
-TEST_F(RampApiCuda, WorkspaceErrorsAreReturnedBeforeAnyLaunch) {
+// Workspace and overlap errors: returned by run() before anything is launched.
+TEST_F(RampApiCuda, WorkspaceAndOverlapErrorsAreReturnedBeforeAnyLaunch) {
   LayerData data(kShape, 6, 5);
   DeviceLayer device(data);
   MoeLayer layer(kShape, Backend::kCuda);
@@ -148,15 +149,7 @@ TEST_F(RampApiCuda, WorkspaceErrorsAreReturnedBeforeAnyLaunch) {
   const Status small = layer.run(device.args, workspace.as(), bytes - 256, stream_);
   EXPECT_EQ(small.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(small.message().find("is smaller than the"), std::string::npos) << small.message();
-}
 
-TEST_F(RampApiCuda, OverlappingOutIsReturnedBeforeAnyLaunch) {
-  LayerData data(kShape, 6, 5);
-  DeviceLayer device(data);
-  MoeLayer layer(kShape, Backend::kCuda);
-  ASSERT_TRUE(layer.plan(device.args.topk_ids, data.num_tokens).is_ok());
-  const size_t bytes = layer.workspace_bytes(data.num_tokens);
-  DeviceBuffer workspace(bytes);
   MoeLayerArgs args = device.args;
   args.out = device.hidden.as<bf16>();  // in place
   EXPECT_EQ(layer.run(args, workspace.as(), bytes, stream_).to_string(),
