@@ -358,11 +358,7 @@ int main() {
         DEV_CUDA_CHECK(cudaGraphInstantiate(&graphs[s], graph, 0));
         DEV_CUDA_CHECK(cudaGraphDestroy(graph));
       }
-      int next = 0;
-      const std::vector<float> times = dev::sorted_event_times_ms(sets, 4 * sets, [&] {
-        DEV_CUDA_CHECK(cudaGraphLaunch(graphs[next], 0));
-        next = (next + 1) % sets;
-      });
+      const std::vector<float> times = dev::sorted_rotating_graph_times_ms(graphs, 4);
       const StagePlan plan = stage_plan(p);
       const double w13_unique = (c.parts & kW13Rows) ? w13_bytes / double(m.experts) * m.active : 0;
       const double w2_unique =

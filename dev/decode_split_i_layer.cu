@@ -520,11 +520,7 @@ int main() {
       }
       const bool ok = worst_error <= 1e-2 && repeat_equal;  // false for NaN
       all_ok = all_ok && ok;
-      int next = 0;
-      const std::vector<float> times = dev::sorted_event_times_ms(rotations, 4 * rotations, [&] {
-        DEV_CUDA_CHECK(cudaGraphLaunch(graphs[next], 0));
-        next = (next + 1) % rotations;
-      });
+      const std::vector<float> times = dev::sorted_rotating_graph_times_ms(graphs, 4);
       std::printf("T = %d: median %6.2f us  best %6.2f us  rel error %.2e  repeat %s  %s\n", tokens,
                   times[times.size() / 2] * 1e3, times[0] * 1e3, worst_error,
                   repeat_equal ? "bitwise" : "DIFFERS", ok ? "PASS" : "FAIL");

@@ -36,4 +36,17 @@ std::vector<float> sorted_event_times_ms(int warmups, int repeats, Launch&& laun
   return times;
 }
 
+// Replays `graphs` in turn on the default stream, one untimed round first, and returns the
+// rounds x graphs.size() timed replays, sorted. Graphs over different inputs, together larger
+// than L2, give every replay a cold L2.
+inline std::vector<float> sorted_rotating_graph_times_ms(const std::vector<cudaGraphExec_t>& graphs,
+                                                         int rounds) {
+  size_t next = 0;
+  const int count = static_cast<int>(graphs.size());
+  return sorted_event_times_ms(count, rounds * count, [&] {
+    DEV_CUDA_CHECK(cudaGraphLaunch(graphs[next], 0));
+    next = (next + 1) % graphs.size();
+  });
+}
+
 }  // namespace dev
