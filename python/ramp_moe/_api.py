@@ -29,9 +29,10 @@ def fused_moe(hidden_states, w1, w2, topk_weights, topk_ids, out=None, backend="
 
     Any DLPack array works as input (torch, NumPy, CuPy, JAX). NumPy has no bfloat16: pass uint16
     arrays of bf16 bit patterns (see bf16_bits). ``out`` and ``workspace`` are written, so they
-    must be writable: a JAX array there raises ValueError (JAX arrays are immutable). The arrays' memory picks the backend: CPU memory runs the
-    CPU backend (synchronous), CUDA memory the CUDA backend, asynchronously on ``stream`` (torch:
-    default torch.cuda.current_stream()). ``backend`` ("auto", "cpu", "cuda") only asserts which.
+    must be writable: a JAX array there raises ValueError (JAX arrays are immutable). The
+    arrays' memory picks the backend: CPU memory runs the CPU backend (synchronous), CUDA memory
+    the CUDA backend, asynchronously on ``stream`` (torch: default
+    torch.cuda.current_stream()). ``backend`` ("auto", "cpu", "cuda") only asserts which.
 
     ``out`` is allocated when omitted for torch and NumPy inputs; other frameworks pass ``out``
     (and, on CUDA, ``workspace`` of workspace_bytes(...) bytes, 256-byte aligned, and ``stream``).

@@ -25,9 +25,9 @@ Status validate_shape(const MoeShape& shape);
 Status validate_layer_args(const MoeShape& shape, const MoeLayerArgs& args);
 
 // Memory a call writes shares no byte with memory it reads, nor with other memory it writes:
-// out (y) against every input and the workspace, the workspace against every input. The
-// kernels read inputs while other CTAs already write out, so an overlap gives wrong results
-// (and in-place, out == hidden, is not part of the contract). Views of one buffer whose rows
+// out (y) against every input and the workspace, the workspace against every input. On the GPU
+// some CTAs write while others still read, so an overlap can give wrong results; in place
+// (out == hidden) is not part of the contract on either backend. Views of one buffer whose rows
 // interleave without sharing a byte are fine: hidden = buf[:, :H] and out = buf[:, H:] of a
 // [T, 2H] buffer. Call after validate_layer_args (shapes, strides and pointers valid);
 // workspace_bytes is the part the call uses; a null workspace is skipped. T = 0 passes.

@@ -313,10 +313,9 @@ Status run_moe_layer(const Plan& plan, const MoeShape& shape, const MoeLayerArgs
                      void* workspace, size_t workspace_bytes, Executor& executor) {
   RAMP_TRY(validate_shape(shape));
   RAMP_TRY(validate_layer_args(shape, args));
-  RAMP_TRY(check_workspace(workspace, workspace_bytes,
-                           moe_layer_workspace_bytes(shape, args.num_tokens)));
-  RAMP_TRY(validate_layer_memory(shape, args, workspace,
-                                 moe_layer_workspace_bytes(shape, args.num_tokens)));
+  const size_t needed = moe_layer_workspace_bytes(shape, args.num_tokens);
+  RAMP_TRY(check_workspace(workspace, workspace_bytes, needed));
+  RAMP_TRY(validate_layer_memory(shape, args, workspace, needed));
   RAMP_TRY(validate_routing_values(args.topk_ids, args.topk_weights, args.num_tokens,
                                    shape.top_k, shape.num_experts));
   if (plan.num_gemms() != 2) {
