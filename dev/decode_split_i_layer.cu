@@ -32,6 +32,7 @@
 
 #include "dev_cuda_check.h"
 #include "dev_timing.h"
+#include "core/decode_plan.h"
 #include "cuda/ptx/bulk_copy.h"
 #include "cuda/ptx/grid_dependency.h"
 #include "cuda/ptx/mbarrier.h"
@@ -80,14 +81,10 @@ struct Routing {
 __device__ void build_routing(Routing& r, const Args& a) {
   const int slots = a.tokens * a.top_k;
   const int s = threadIdx.x;
-  int id = s < slots ? a.ids[s] : 0;
-  if (s < slots) {
-    int position = 0;
-    for (int j = 0; j < slots; ++j) {
-      const int other = a.ids[j];
-      position += other < id || (other == id && j < s);
-    }
-    r.sorted[position] = s;
+  int id = 0;
+  if (s < slots) {  // the library's stable order (ids are valid here, so never -1)
+    const int position = ramp::decode_sorted_position(a.ids, slots, a.experts, s);
+    if (position >= 0) r.sorted[position] = s;
   }
   __syncthreads();
   bool starts = false;
@@ -116,13 +113,17 @@ __device__ void build_routing(Routing& r, const Args& a) {
   __syncthreads();
 }
 
-__device__ __forceinline__ int w13_row_bytes_smem(int hidden) {  // half of K, padded (see below)
-  const int steps = hidden / 2 / 32;
-  return steps * 64 + (steps % 2 == 0 ? 64 : 0);  // rows g and g + 1 in opposite bank halves
+// Shared-memory rows padded as the library's decode path pads them (decode_prefetch_row_bytes:
+// rows g and g + 1 in opposite bank halves): a w13 stage row is half of K, a token row all of it.
+__host__ __device__ inline int w13_row_bytes_smem(int hidden) {
+  return ramp::decode_prefetch_row_bytes(hidden / 2 / ramp::kDecodeStepK);
 }
-__device__ __forceinline__ int token_row_bytes_smem(int hidden) {
-  const int steps = hidden / 32;
-  return steps * 64 + (steps % 2 == 0 ? 64 : 0);
+__host__ __device__ inline int token_row_bytes_smem(int hidden) {
+  return ramp::decode_prefetch_row_bytes(hidden / ramp::kDecodeStepK);
+}
+__host__ __device__ inline int stage_bytes_of(int hidden) {
+  const int w13 = kFeatures * w13_row_bytes_smem(hidden), boxes = kBoxesPerStage * kBoxBytes;
+  return w13 > boxes ? w13 : boxes;
 }
 
 struct Shared {
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, 1) split_i_units(const __grid_consta
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int hidden = a.hidden_size;
   const int w13_row = w13_row_bytes_smem(hidden);
-  const int stage_bytes = max(kFeatures * w13_row, kBoxesPerStage * kBoxBytes);
+  const int stage_bytes = stage_bytes_of(hidden);
   const int token_row = token_row_bytes_smem(hidden);
   uint8_t* ring = dynamic;
   uint8_t* tokens = dynamic + a.stages * stage_bytes;  // [8][token_row]: the T tokens, then zeros
@@ -416,9 +417,8 @@ int main() {
       std::printf("w2 tensor map rejected\n");
       return 1;
     }
-    const int stage_bytes = std::max(kFeatures * (m.hidden / 64 * 64 + (m.hidden / 64 % 2 == 0 ? 64 : 0)),
-                                     kBoxesPerStage * kBoxBytes);
-    const int token_bytes = kTokenColumns * (m.hidden / 32 * 64 + (m.hidden / 32 % 2 == 0 ? 64 : 0));
+    const int stage_bytes = stage_bytes_of(m.hidden);
+    const int token_bytes = kTokenColumns * token_row_bytes_smem(m.hidden);
     const int budget = 227 * 1024 - static_cast<int>(sizeof(Shared)) - 1024;
     base.stages = std::min(kMaxStages, (budget - token_bytes) / stage_bytes);
     const int smem = base.stages * stage_bytes + token_bytes;
